@@ -1,0 +1,34 @@
+# The two quickstart commands, `make demo` and `make test`, set up .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check bench diagrams lint typecheck clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cometchat-fsm check --profile demo
+	$(BIN)/cometchat-fsm simulate --manual "login alice; connect; background; wait 29; ping; wait 29; wait 2"
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict cometchat_fsm
+	$(BIN)/pytest
+
+check: $(STAMP)
+	$(BIN)/cometchat-fsm check
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+diagrams: $(STAMP)
+	$(BIN)/cometchat-fsm diagram
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis *.egg-info

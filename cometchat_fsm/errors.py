@@ -1,0 +1,119 @@
+"""The typed error of the CometChat SDKs, and the catalogue of the errors this library raises.
+
+Every error the library raises on purpose is a `CometChatException` built from this catalogue,
+so that a caller can branch on `.code` and show `.message` / `.details` unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CometChatException(Exception):
+    """An error with the three fields the CometChat SDKs give: code, message, details."""
+
+    def __init__(self, code: str, message: str, details: str = "", *, reason: str = "") -> None:
+        super().__init__(code, message, details)
+        self.code = code
+        self.message = message
+        self.details = details
+        #: What exactly was wrong, where the SDK's fixed texts cannot say it (kept out of details).
+        self.reason = reason
+
+    def __str__(self) -> str:
+        parts = [f"{self.code}: {self.message}"]
+        if self.details:
+            parts.append(self.details)
+        if self.reason:
+            parts.append(f"({self.reason})")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"CometChatException(code={self.code!r}, message={self.message!r}, details={self.details!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CometChatException):
+            return NotImplemented
+        return (self.code, self.message, self.details) == (other.code, other.message, other.details)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.message, self.details))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    """One row of the error catalogue; `exception()` builds the error to raise."""
+
+    code: str
+    message: str
+    details: str
+
+    def exception(self, reason: str = "") -> CometChatException:
+        return CometChatException(self.code, self.message, self.details, reason=reason)
+
+
+# L3: init with an empty app id or an unknown region.
+INIT_FAILED = ErrorSpec(
+    "ERR_CHAT_API_FAILURE",
+    "SDK initialization failed.",
+    "Please verify your App ID and region, then try again.",
+)
+# E1: the three API calls without a logged-in user.
+CONNECT_NOT_LOGGED_IN = ErrorSpec(
+    "ERR_NOT_LOGGED_IN",
+    "No active user session.",
+    "Please log in before establishing a WebSocket connection.",
+)
+DISCONNECT_NOT_LOGGED_IN = ErrorSpec(
+    "ERR_NOT_LOGGED_IN",
+    "No active user session.",
+    "Please log in before disconnecting the WebSocket connection.",
+)
+PING_NOT_LOGGED_IN = ErrorSpec(
+    "ERR_NOT_LOGGED_IN",
+    "No active user session.",
+    "Please log in before sending a ping to the server.",
+)
+# D3: ping while logged in but not connected.
+PING_NOT_CONNECTED = ErrorSpec(
+    "ERR_NO_WEBSOCKET_CONNECTION",
+    "No WebSocket connection.",
+    "Call connect() and wait for it to succeed before sending a ping.",
+)
+# D10: a second login while one is in flight.
+LOGIN_IN_PROGRESS = ErrorSpec(
+    "ERR_LOGIN_IN_PROGRESS",
+    "A login is already in progress.",
+    "Wait for the current login to finish before calling login() again.",
+)
+# P1 (project decision): auto mode keeps no connection in the background (A2).
+CONNECT_IN_BACKGROUND = ErrorSpec(
+    "ERR_APP_IN_BACKGROUND",
+    "Auto mode does not connect while the app is in the background.",
+    "Connect when the app returns to the foreground, or use manual mode "
+    "(auto_establish_socket_connection=False) to keep a background connection.",
+)
+# D5: the server refused the socket's authentication.
+AUTH_REJECTED = ErrorSpec(
+    "ERR_AUTH_REJECTED",
+    "The server rejected the connection's authentication.",
+    "Log in again to get a valid session; the client does not retry a rejected token.",
+)
+# D6: the reconnection attempts ran out (only with max_reconnect_attempts set).
+RETRIES_EXHAUSTED = ErrorSpec(
+    "ERR_RECONNECT_ATTEMPTS_EXHAUSTED",
+    "The connection could not be re-established.",
+    "The configured maximum number of reconnection attempts was reached; call connect() to try again.",
+)
+# An attempt ended without a connection (socket refused, closed, or timed out).
+ATTEMPT_FAILED = ErrorSpec(
+    "ERR_WEBSOCKET_CONNECTION_FAILED",
+    "The WebSocket connection attempt failed.",
+    "The client keeps retrying in the foreground; listen for on_connected.",
+)
+# An attempt cancelled by the app (disconnect, logout, background in manual mode).
+ATTEMPT_CANCELLED = ErrorSpec(
+    "ERR_WEBSOCKET_CONNECTION_CANCELLED",
+    "The WebSocket connection attempt was cancelled.",
+    "disconnect(), logout() or leaving the foreground ended the attempt; call connect() again.",
+)

@@ -1,0 +1,332 @@
+"""Virtual-time driver over the core, with an ideal in-memory server.
+
+`Simulation` is what `cometchat-fsm simulate` runs and what the conformance checks drive. It
+carries out the core's effects at once, runs its timers on a virtual clock, and plays a server
+that answers every socket after `server_latency` seconds unless a fault says otherwise.
+
+Time is kept in whole microseconds, so `advance(29.9)` then `advance(0.1)` lands exactly on a
+timer armed 30 s earlier (floats would drift past the edge).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+
+from transitions import Machine
+
+from .effects import (
+    AttemptEnded,
+    CancelTimer,
+    CloseSocket,
+    DeleteSession,
+    Effect,
+    Notify,
+    OpenSocket,
+    SendKeepAlive,
+    SendPing,
+    StartTimer,
+    StoreSession,
+)
+from .errors import CometChatException, ErrorSpec
+from .events import (
+    AuthAccepted,
+    AuthRejected,
+    Connect,
+    Disconnect,
+    EnterBackground,
+    EnterForeground,
+    Event,
+    Login,
+    LoginVerified,
+    Logout,
+    NetworkLost,
+    NetworkRestored,
+    Ping,
+    PongReceived,
+    SessionRestored,
+    SocketClosed,
+    ThrottleLifted,
+    ThrottleStarted,
+    Timer,
+    TimerFired,
+)
+from .model import ClientModel
+from .settings import AppSettings, init
+from .states import LIVE, AppState, ConnectionStatus, Network, Phase
+
+US = 1_000_000  # microseconds per second
+
+INVALID_ARGUMENT = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "An argument has the wrong type or value.",
+    "See the method's documentation for the accepted values.",
+)
+SUCCESS_CONNECT = "Web socket connection successful"  # E2
+SUCCESS_DISCONNECT = "Web socket disconnection successful"
+SUCCESS_PING = "ping successful"
+
+
+def to_us(seconds: float, what: str = "seconds") -> int:
+    """Seconds to whole microseconds; a typed error for anything but a finite number >= 0."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds < 0:
+        raise INVALID_ARGUMENT.exception(f"{what} must be a finite number >= 0, not {seconds!r}")
+    return round(seconds * US)
+
+
+@dataclass(order=True)
+class _Due:
+    at: int
+    seq: int
+    what: object = field(compare=False)
+
+
+@dataclass
+class ServerState:
+    """The ideal server's switches (its faults) and what it sees of the client."""
+
+    reject_auth: bool = False
+    throttle: bool = False
+    latency_us: int = 0
+    overloaded: float | None = None  # retry-after hint sent when refusing a socket
+    sockets: set[int] = field(default_factory=set)  # the client's sockets open or opening
+    silent: set[int] = field(default_factory=set)  # half-open: nothing more arrives from them
+    pings: int = 0  # app pings received (M3)
+    keepalives: int = 0  # keep-alives received (D7)
+
+
+class Simulation:
+    """One client and an ideal server in virtual time. See ARCHITECTURE.md for the contract."""
+
+    def __init__(self, settings: AppSettings, *, seed: int = 0, app_id: str = "app",
+                 machine: Machine | None = None) -> None:
+        self.init_message = init(app_id, settings)  # L3
+        self.settings = settings
+        self.seed = seed
+        self._random = random.Random(seed)
+        self._machine = machine
+        self._now_us = 0
+        self._queue: list[_Due] = []
+        self._seq = itertools.count()
+        self._timers: dict[Timer, int] = {}  # timer -> seq of its live queue entry
+        self.server = ServerState()
+        self.stored_user: str | None = None  # the session store (L1): survives restart()
+        self.notifications: list[tuple[float, str]] = []
+        self.errors: list[tuple[float, CometChatException]] = []
+        self.attempts: list[tuple[float, CometChatException | None]] = []
+        self.effects_log: list[tuple[float, Effect]] = []
+        self.model = self._new_model()
+
+    def _new_model(self) -> ClientModel:
+        return ClientModel(self.settings, machine=self._machine, random=self._random.random)
+
+    # --- Observables --------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self._now_us / US
+
+    @property
+    def status(self) -> ConnectionStatus:
+        return self.model.status
+
+    @property
+    def phase(self) -> Phase:
+        return self.model.phase
+
+    @property
+    def open_sockets(self) -> int:
+        return len(self.server.sockets)
+
+    @property
+    def logged_in_user(self) -> str | None:
+        return self.model.user
+
+    @property
+    def armed_timers(self) -> frozenset[Timer]:
+        return frozenset(self.model.armed)
+
+    # --- App calls ----------------------------------------------------------------------------
+    def login(self, uid: str) -> None:
+        if not isinstance(uid, str) or not uid.strip():
+            raise INVALID_ARGUMENT.exception(f"uid must be a non-empty string, not {uid!r}")
+        before = self.model.phase
+        self._feed(Login(uid))
+        if self.model.phase is Phase.LOGGING_IN and before is not Phase.LOGGING_IN:
+            self._schedule(self.server.latency_us, ("login", 0, uid))
+        self._settle()
+
+    def logout(self) -> None:
+        self._input(Logout())
+
+    def connect(self) -> str:
+        self._input(Connect())
+        return SUCCESS_CONNECT
+
+    def disconnect(self) -> str:
+        self._input(Disconnect())
+        return SUCCESS_DISCONNECT
+
+    def ping(self) -> str:
+        self._input(Ping())
+        return SUCCESS_PING
+
+    # --- Platform signals ---------------------------------------------------------------------
+    def enter_background(self) -> None:
+        self._input(EnterBackground())
+
+    def enter_foreground(self) -> None:
+        self._input(EnterForeground())
+
+    def network_lost(self) -> None:
+        self._input(NetworkLost())
+
+    def network_restored(self) -> None:
+        self._input(NetworkRestored())
+
+    def restart(self) -> None:
+        """The app process is killed and launched again: sockets and timers die with it, the
+        session store survives (L1), and init restores the stored session (L2)."""
+        network = self.model.network
+        self.server.sockets.clear()
+        self._timers.clear()
+        self._queue = [d for d in self._queue if not isinstance(d.what, Timer)]
+        heapq.heapify(self._queue)
+        self.model = self._new_model()
+        if network is Network.OFFLINE:
+            self._feed(NetworkLost())
+        if self.stored_user is not None:
+            self._feed(SessionRestored(self.stored_user))
+        self._settle()
+
+    # --- Time ---------------------------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` of virtual time pass, firing every timer and server answer due."""
+        target = self._now_us + to_us(seconds)
+        while self._queue and self._queue[0].at <= target:
+            due = heapq.heappop(self._queue)
+            self._now_us = due.at
+            self._fire(due)
+        self._now_us = target
+
+    # --- Server faults ------------------------------------------------------------------------
+    def server_drop(self) -> None:
+        """The server closes the client's socket."""
+        sock = self.model.socket
+        if sock is not None and sock in self.server.sockets:
+            self.server.sockets.discard(sock)
+            self._input(SocketClosed(sock))
+
+    def server_silent(self) -> None:
+        """The current socket goes half-open: nothing more arrives on it; new sockets work."""
+        if self.model.socket is not None:
+            self.server.silent.add(self.model.socket)
+
+    def server_reject_auth(self, flag: bool) -> None:
+        self.server.reject_auth = self._flag(flag)
+
+    def server_throttle(self, flag: bool) -> None:
+        self.server.throttle = self._flag(flag)
+        sock = self.model.socket
+        if sock is not None and self._reachable(sock) and self.model.phase in LIVE:
+            self._input(ThrottleStarted(sock) if flag else ThrottleLifted(sock))
+
+    def server_latency(self, seconds: float) -> None:
+        self.server.latency_us = to_us(seconds, "latency")
+
+    def server_overloaded(self, retry_after: float | None) -> None:
+        """While set, the server refuses new sockets with this retry-after hint (D6)."""
+        if retry_after is not None:
+            to_us(retry_after, "retry_after")
+        self.server.overloaded = retry_after
+
+    # --- Machinery ----------------------------------------------------------------------------
+    @staticmethod
+    def _flag(flag: bool) -> bool:
+        if not isinstance(flag, bool):
+            raise INVALID_ARGUMENT.exception(f"flag must be True or False, not {flag!r}")
+        return flag
+
+    def _reachable(self, sock: int) -> bool:
+        return sock in self.server.sockets and sock not in self.server.silent
+
+    def _input(self, event: Event) -> None:
+        self._feed(event)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Process everything due at this very instant (a server with no latency answers now)."""
+        self.advance(0)
+
+    def _feed(self, event: Event) -> None:
+        for effect in self.model.handle(event):
+            self._carry_out(effect)
+
+    def _schedule(self, delay_us: int, what: object) -> int:
+        seq = next(self._seq)
+        heapq.heappush(self._queue, _Due(self._now_us + delay_us, seq, what))
+        return seq
+
+    def _carry_out(self, effect: Effect) -> None:
+        self.effects_log.append((self.now, effect))
+        match effect:
+            case OpenSocket(socket=sock):
+                self.server.sockets.add(sock)
+                self._schedule(self.server.latency_us, ("answer", sock))
+            case CloseSocket(socket=sock):
+                self.server.sockets.discard(sock)
+            case SendKeepAlive(socket=sock):
+                self.server.keepalives += 1
+                if self._reachable(sock):
+                    self._schedule(self.server.latency_us, ("pong", sock))
+            case SendPing(socket=sock):
+                if self._reachable(sock):
+                    self.server.pings += 1
+            case StartTimer(timer=timer, delay=delay):
+                self._timers[timer] = self._schedule(round(delay * US), timer)
+            case CancelTimer(timer=timer):
+                self._timers.pop(timer, None)
+            case Notify(name=name, error=error):
+                self.notifications.append((self.now, name))
+                if error is not None:
+                    self.errors.append((self.now, error))
+            case StoreSession(user=user):
+                self.stored_user = user
+            case DeleteSession():
+                self.stored_user = None
+            case AttemptEnded(error=error):
+                self.attempts.append((self.now, error))
+
+    def _fire(self, due: _Due) -> None:
+        what = due.what
+        if isinstance(what, Timer):
+            if self._timers.get(what) == due.seq:
+                del self._timers[what]
+                self._feed(TimerFired(what))
+            return
+        assert isinstance(what, tuple)
+        kind, sock = what[0], what[1]
+        if kind == "login":
+            if self.model.phase is Phase.LOGGING_IN and self.model.pending_user == what[2]:
+                self._feed(LoginVerified())
+        elif kind == "answer":
+            if not self._reachable(sock):
+                return
+            if self.server.overloaded is not None:
+                self.server.sockets.discard(sock)
+                self._feed(SocketClosed(sock, retry_after=self.server.overloaded))
+            elif self.server.reject_auth:
+                self._feed(AuthRejected(sock))
+            else:
+                self._feed(AuthAccepted(sock))
+                if self.server.throttle and self.model.socket == sock:
+                    self._feed(ThrottleStarted(sock))
+        elif kind == "pong":
+            if self._reachable(sock):
+                self._feed(PongReceived(sock))
+
+
+__all__ = ["INVALID_ARGUMENT", "AppState", "Network", "ServerState", "Simulation", "to_us"]
