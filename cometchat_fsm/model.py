@@ -42,6 +42,7 @@ from .states import (
 )
 
 _TIMER_ORDER = tuple(Timer)
+_NOTIFY = {status: Notify(name) for status, name in NOTIFICATION_OF_STATUS.items()}
 _SOCKET_TIMERS = (Timer.KEEPALIVE, Timer.PONG, Timer.ATTEMPT)
 
 
@@ -65,7 +66,8 @@ class ClientModel:
         self.retries = 0
         self.retry_after: float | None = None
         self.error: CometChatException | None = None
-        self.random = random if random is not None else _random.Random().random
+        # The process-wide source by default: a Random per client would be 85% of its memory.
+        self.random = random if random is not None else _random.random
         self.outbox: list[Effect] = []
         # The Machine is shared and holds no reference to its models: it is only the table.
         # `add_model` would bind ~55 helper methods to every client (19 KiB instead of ~3).
@@ -89,11 +91,12 @@ class ClientModel:
         """
         events = self.machine.events
         for trigger in ROUTES[type(event)](self, event):
-            before = STATUS_OF_PHASE[self.state]
+            before = self.state
             events[trigger].trigger(self)
-            after = STATUS_OF_PHASE[self.state]
-            if after is not before:
-                self.outbox.append(Notify(NOTIFICATION_OF_STATUS[after]))
+            if self.state is not before:
+                status = STATUS_OF_PHASE[self.state]
+                if status is not STATUS_OF_PHASE[before]:
+                    self.outbox.append(_NOTIFY[status])
         self.retry_after = None
         self.error = None
         out, self.outbox = self.outbox, []

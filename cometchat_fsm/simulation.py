@@ -113,6 +113,7 @@ class Simulation:
         self._queue: list[_Due] = []
         self._seq = itertools.count()
         self._timers: dict[Timer, int] = {}  # timer -> seq of its live queue entry
+        self._logins = 0
         self.server = ServerState()
         self.stored_user: str | None = None  # the session store (L1): survives restart()
         self.notifications: list[tuple[float, str]] = []
@@ -156,7 +157,8 @@ class Simulation:
         before = self.model.phase
         self._feed(Login(uid))
         if self.model.phase is Phase.LOGGING_IN and before is not Phase.LOGGING_IN:
-            self._schedule(self.server.latency_us, ("login", 0, uid))
+            self._logins += 1  # the answer names its login, so an abandoned one verifies nothing
+            self._schedule(self.server.latency_us, ("login", self._logins, uid))
         self._settle()
 
     def logout(self) -> None:
@@ -192,9 +194,9 @@ class Simulation:
         session store survives (L1), and init restores the stored session (L2)."""
         network = self.model.network
         self.server.sockets.clear()
+        self.server.silent.clear()
         self._timers.clear()
-        self._queue = [d for d in self._queue if not isinstance(d.what, Timer)]
-        heapq.heapify(self._queue)
+        self._queue.clear()  # timers and in-flight answers belonged to the dead process
         self.model = self._new_model()
         if network is Network.OFFLINE:
             self._feed(NetworkLost())
@@ -308,9 +310,9 @@ class Simulation:
                 self._feed(TimerFired(what))
             return
         assert isinstance(what, tuple)
-        kind, sock = what[0], what[1]
+        kind, sock = what[0], what[1]  # for a login, `sock` is the login's number
         if kind == "login":
-            if self.model.phase is Phase.LOGGING_IN and self.model.pending_user == what[2]:
+            if self.model.phase is Phase.LOGGING_IN and sock == self._logins:
                 self._feed(LoginVerified())
         elif kind == "answer":
             if not self._reachable(sock):

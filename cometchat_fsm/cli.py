@@ -1,0 +1,127 @@
+"""`cometchat-fsm`: draw the machine, run a script on the simulation, run the conformance checks.
+
+Bad input never ends in a traceback: argparse reports bad flags, and every `CometChatException`
+(a bad script, an unknown region) becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import diagram, script
+from .errors import CometChatException
+from .settings import AppSettings
+from .simulation import Simulation
+
+PROG = "cometchat-fsm"
+REPO = Path(__file__).resolve().parent.parent
+DIAGRAMS = REPO / "diagrams"
+README = REPO / "README.md"
+PROFILES = ("quick", "demo", "ci", "thorough")
+USAGE_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="The CometChat connection lifecycle as one explicit, checked state machine.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    draw = commands.add_parser("diagram", help="write diagrams/ (Mermaid, DOT, SVG) and README's diagram",
+                               description="Generate the lifecycle diagrams from the transition table.")
+    draw.add_argument("--check", action="store_true",
+                      help="write nothing; exit 1 if a diagram is missing or stale")
+    draw.add_argument("--dir", type=Path, default=DIAGRAMS, metavar="DIR",
+                      help=f"where the diagrams live (default: {DIAGRAMS})")
+
+    sim = commands.add_parser(
+        "simulate", help="run a script on the virtual-time simulation",
+        description="Run inputs on a simulated client and an ideal server, in virtual time.",
+        epilog=f"words: {script.ACCEPTED}. Example: login alice; connect; background; wait 30")
+    mode = sim.add_mutually_exclusive_group()
+    mode.add_argument("--manual", dest="manual", action="store_true",
+                      help="manual mode (auto_establish_socket_connection=False)")
+    mode.add_argument("--auto", dest="manual", action="store_false", help="auto mode (the default)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the backoff jitter (default: 0)")
+    sim.add_argument("--region", default="eu", help="the app's region (default: eu)")
+    sim.add_argument("--file", type=Path, metavar="PATH", help="read the script from a file")
+    sim.add_argument("script", nargs="?", metavar="SCRIPT", help="the inputs, ';'-separated; '-' reads stdin")
+    sim.set_defaults(subparser=sim)  # so that its usage errors show its own usage line
+
+    check = commands.add_parser("check", help="run the conformance checks",
+                                description="Explore the state space and check every rule.")
+    check.add_argument("--profile", choices=PROFILES, default="ci", help="how hard to look (default: ci)")
+    check.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default: 0)")
+    return parser
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    directory: Path = args.dir
+    if args.check:
+        stale = diagram.check_diagrams(directory, readme=README)
+        if stale:
+            print(f"stale diagrams: {', '.join(stale)}; run `{PROG} diagram`")
+            return 1
+        print("diagrams are up to date")
+        return 0
+    for path in diagram.write_diagrams(directory, readme=README):
+        print(path)
+    return 0
+
+
+def _script_text(args: argparse.Namespace) -> str:
+    parser: argparse.ArgumentParser = args.subparser
+    if (args.file is None) == (args.script is None):
+        parser.error("simulate takes a SCRIPT or --file PATH (one of them)")
+    if args.file is not None:
+        try:
+            return str(args.file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            parser.error(f"cannot read {args.file}: {exc.strerror or exc}")
+    text: str = args.script
+    return sys.stdin.read() if text == "-" else text
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    text = _script_text(args)
+    try:
+        steps = script.parse(text)
+        settings = AppSettings(region=args.region, auto_establish_socket_connection=not args.manual)
+        sim = Simulation(settings, seed=args.seed)
+    except script.ScriptError as exc:
+        print(f"{PROG} simulate: {exc.reason}", file=sys.stderr)
+        return USAGE_ERROR
+    except CometChatException as exc:
+        print(f"{PROG} simulate: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    print(f"mode: {settings.mode.value}, seed: {args.seed}")
+    print(script.render(script.run(sim, steps)))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .conformance import run_check  # imported late: Hypothesis is slow to import
+
+    return run_check(profile=args.profile, seed=args.seed, out=sys.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "diagram":
+            return _diagram(args)
+        if args.command == "simulate":
+            return _simulate(args)
+        return _check(args)
+    except CometChatException as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

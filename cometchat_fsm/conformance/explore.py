@@ -1,0 +1,325 @@
+"""Exhaustive exploration of the core's abstract state space, with invariants on every state
+and every transition.
+
+The abstract state is what the lifecycle's behaviour depends on: mode, app state, network,
+phase, who is logged in, which timers are armed and how many sockets are open. Everything
+else (socket numbers, exact delays, the retry count when retries are unlimited) only changes
+figures, not what happens next, so the projection is exact for the behaviour checked here.
+
+Every event the world can produce is tried from every reachable state: app calls (a refused
+precondition is an answer, not a transition), platform signals, outcomes of the current
+socket, and each armed timer firing.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from transitions import Machine
+
+from ..effects import CloseSocket, Effect, Notify, OpenSocket
+from ..errors import CometChatException
+from ..events import (
+    AuthAccepted,
+    AuthRejected,
+    Connect,
+    Disconnect,
+    EnterBackground,
+    EnterForeground,
+    Event,
+    Login,
+    LoginFailed,
+    LoginVerified,
+    Logout,
+    NetworkLost,
+    NetworkRestored,
+    Ping,
+    PongReceived,
+    SessionRestored,
+    SocketClosed,
+    ThrottleLifted,
+    ThrottleStarted,
+    Timer,
+    TimerFired,
+)
+from ..model import ClientModel
+from ..settings import AppSettings, Mode
+from ..states import (
+    HAS_SOCKET,
+    LIVE,
+    LOGGED_IN,
+    NOTIFICATION_OF_STATUS,
+    ON_CONNECTION_ERROR,
+    STATUS_OF_PHASE,
+    WANTS_CONNECTION,
+    AppState,
+    Network,
+    Phase,
+)
+
+USERS = ("alice", "bob")
+APP_CALLS: tuple[Event, ...] = (
+    Login("alice"), Login("bob"), LoginVerified(), LoginFailed(CometChatException("E", "m")),
+    Logout(), Connect(), Disconnect(), Ping(),
+)
+PLATFORM: tuple[Event, ...] = (EnterBackground(), EnterForeground(), NetworkLost(), NetworkRestored())
+SOCKET_OUTCOMES = (AuthAccepted, AuthRejected, SocketClosed, PongReceived, ThrottleStarted, ThrottleLifted)
+#: Where each timer may be armed; anywhere else it is an orphan (and would fire into nothing).
+TIMER_PHASES: dict[Timer, frozenset[Phase]] = {
+    Timer.WINDOW: WANTS_CONNECTION,
+    Timer.RETRY: frozenset({Phase.RECONNECT_WAIT, Phase.RETRY_WAIT}),
+    Timer.KEEPALIVE: LIVE,
+    Timer.PONG: LIVE,
+    Timer.ATTEMPT: frozenset({Phase.CONNECTING}),
+}
+
+Key = tuple[object, ...]
+
+
+@dataclass
+class Node:
+    """A reachable abstract state and the concrete client that represents it."""
+
+    model: ClientModel
+    sockets: frozenset[int]
+
+
+@dataclass
+class Violation:
+    invariant: str
+    state: str
+    event: str = ""
+
+    def __str__(self) -> str:
+        where = f" after {self.event}" if self.event else ""
+        return f"{self.invariant}: {self.state}{where}"
+
+
+@dataclass
+class Exploration:
+    """What the exploration found: counts, and every broken invariant (empty: all hold)."""
+
+    states: int = 0
+    transitions: int = 0
+    events_tried: int = 0
+    refused_calls: int = 0
+    seconds: float = 0.0
+    violations: list[Violation] = field(default_factory=list)
+    invariants: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+INVARIANTS = (
+    "never connected while logged out",
+    "at most one socket",
+    "auto mode never connected in background",
+    "manual background connection has its window armed",
+    "no orphan timer",
+    "no stuck connecting",
+    "no timer survives logout or disconnect",
+    "no notification for a same-status change",
+    "on_connection_error carries its error",
+    "a refused call changes nothing",
+)
+
+
+def key_of(m: ClientModel, sockets: frozenset[int]) -> Key:
+    limit = m.settings.max_reconnect_attempts
+    retries = 0 if limit is None else min(m.retries, limit)
+    return (m.mode.value, m.app.value, m.network.value, m.state.value, m.user, m.pending_user,
+            tuple(sorted(t.value for t in m.armed)), len(sockets), retries)
+
+
+def describe(key: Key) -> str:
+    mode, app, network, phase, user, pending, timers, sockets, retries = key
+    parts = [f"{mode}/{app}/{network}", f"phase={phase}", f"user={user}"]
+    if pending:
+        parts.append(f"pending={pending}")
+    parts.append(f"timers={','.join(map(str, timers)) or '-'}")  # type: ignore[call-overload]
+    parts.append(f"sockets={sockets}")
+    if retries:
+        parts.append(f"retries={retries}")
+    return " ".join(parts)
+
+
+def _events_for(m: ClientModel) -> Iterable[Event]:
+    yield from APP_CALLS
+    yield from PLATFORM
+    if m.socket is not None:
+        for outcome in SOCKET_OUTCOMES:
+            yield outcome(m.socket)
+    for timer in sorted(m.armed, key=lambda t: t.value):
+        yield TimerFired(timer)
+
+
+def _clone(m: ClientModel) -> ClientModel:
+    twin = copy.copy(m)
+    twin.armed = set(m.armed)
+    twin.outbox = []
+    return twin
+
+
+def _apply_sockets(sockets: frozenset[int], event: Event, effects: list[Effect]) -> frozenset[int]:
+    open_ = set(sockets)
+    if isinstance(event, SocketClosed):
+        open_.discard(event.socket)
+    for e in effects:
+        if isinstance(e, OpenSocket):
+            open_.add(e.socket)
+        elif isinstance(e, CloseSocket):
+            open_.discard(e.socket)
+    return frozenset(open_)
+
+
+def _state_violations(m: ClientModel, sockets: frozenset[int]) -> list[str]:
+    bad = []
+    if m.user is None and (m.state in HAS_SOCKET or sockets):
+        bad.append("never connected while logged out")
+    if len(sockets) > 1 or (m.socket is None) != (not sockets):
+        bad.append("at most one socket")
+    if m.mode is Mode.AUTO and m.app is AppState.BACKGROUND and m.state in WANTS_CONNECTION:
+        bad.append("auto mode never connected in background")
+    manual_bg_wanting = (m.mode is Mode.MANUAL and m.app is AppState.BACKGROUND
+                         and m.state in WANTS_CONNECTION)
+    if manual_bg_wanting != (Timer.WINDOW in m.armed):
+        bad.append("manual background connection has its window armed")
+    for timer in m.armed:
+        if m.state not in TIMER_PHASES[timer]:
+            bad.append("no orphan timer")
+    # A client that wants a connection and is online must have something pending that moves it.
+    if m.state in WANTS_CONNECTION - LIVE and m.network is Network.ONLINE:
+        pending = {Phase.CONNECTING: Timer.ATTEMPT, Phase.RECONNECT_WAIT: Timer.RETRY,
+                   Phase.RETRY_WAIT: Timer.RETRY}.get(m.state)
+        if pending is None or pending not in m.armed:
+            bad.append("no stuck connecting")
+    return bad
+
+
+def _transition_violations(before: ClientModel, after: ClientModel, event: Event,
+                           effects: list[Effect]) -> list[str]:
+    bad = []
+    if isinstance(event, (Logout, Disconnect)) and after.armed:
+        bad.append("no timer survives logout or disconnect")
+    status = STATUS_OF_PHASE[before.state]
+    notified = [e for e in effects if isinstance(e, Notify) and e.name != ON_CONNECTION_ERROR]
+    for n in notified:
+        new = next(s for s, name in NOTIFICATION_OF_STATUS.items() if name == n.name)
+        if new is status:
+            bad.append("no notification for a same-status change")
+        status = new
+    if status is not STATUS_OF_PHASE[after.state]:
+        bad.append("no notification for a same-status change")  # a change went unreported
+    for e in effects:
+        if isinstance(e, Notify) and e.name == ON_CONNECTION_ERROR and e.error is None:
+            bad.append("on_connection_error carries its error")
+    return bad
+
+
+def initial_models(settings_of: Callable[[Mode], AppSettings], machine: Machine | None) -> list[ClientModel]:
+    """Fresh clients in both modes, online and offline, with and without a stored session."""
+    models = []
+    for mode in Mode:
+        for network in Network:
+            for stored in (None, USERS[0]):
+                m = ClientModel(settings_of(mode), machine=machine, random=lambda: 0.5)
+                if network is Network.OFFLINE:
+                    m.handle(NetworkLost())
+                if stored is not None:
+                    m.handle(SessionRestored(stored))
+                models.append(m)
+    return models
+
+
+def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | None = None,
+            progress: Callable[[int], None] | None = None) -> Exploration:
+    """Breadth-first over every reachable abstract state; check invariants on each."""
+    started = time.perf_counter()
+
+    def settings_of(mode: Mode) -> AppSettings:
+        return AppSettings(region="eu", auto_establish_socket_connection=mode is Mode.AUTO,
+                           max_reconnect_attempts=max_reconnect_attempts)
+
+    result = Exploration(invariants=INVARIANTS)
+    seen: dict[Key, Node] = {}
+    queue: deque[Key] = deque()
+    world_edges: dict[Key, set[Key]] = {}  # edges taken without any app call or platform signal
+    for m in initial_models(settings_of, machine):
+        sockets = frozenset({m.socket}) if m.socket is not None else frozenset()
+        k = key_of(m, sockets)
+        if k not in seen:
+            seen[k] = Node(m, sockets)
+            queue.append(k)
+
+    def violate(what: str, k: Key, event: str = "") -> None:
+        if len(result.violations) < 50:
+            result.violations.append(Violation(what, describe(k), event))
+
+    while queue:
+        k = queue.popleft()
+        node = seen[k]
+        for what in _state_violations(node.model, node.sockets):
+            violate(what, k)
+        for event in _events_for(node.model):
+            result.events_tried += 1
+            twin = _clone(node.model)
+            try:
+                effects = twin.handle(event)
+            except CometChatException:
+                result.refused_calls += 1
+                if key_of(twin, node.sockets) != k or twin.outbox:
+                    violate("a refused call changes nothing", k, repr(event))
+                continue
+            sockets = _apply_sockets(node.sockets, event, effects)
+            k2 = key_of(twin, sockets)
+            if k2 == k and not effects:
+                continue  # ignored: nothing happened
+            result.transitions += 1
+            for what in _transition_violations(node.model, twin, event, effects):
+                violate(what, k, repr(event))
+            if not isinstance(event, (*APP_CALL_TYPES, *PLATFORM_TYPES)):
+                world_edges.setdefault(k, set()).add(k2)
+            if k2 not in seen:
+                seen[k2] = Node(twin, sockets)
+                queue.append(k2)
+                if progress is not None and len(seen) % 500 == 0:
+                    progress(len(seen))
+    result.states = len(seen)
+    _check_progress(seen, world_edges, violate)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+APP_CALL_TYPES = tuple({type(e) for e in APP_CALLS})
+PLATFORM_TYPES = tuple({type(e) for e in PLATFORM})
+
+
+def _check_progress(seen: dict[Key, Node], world_edges: dict[Key, set[Key]],
+                    violate: Callable[[str, Key], None]) -> None:
+    """No stuck connecting, as reachability: from every state that wants a connection and is
+    online, the world alone (server answers, timers) can bring the client to connected."""
+    live = {k for k, n in seen.items() if n.model.state in LIVE}
+    reverse: dict[Key, set[Key]] = {}
+    for src, dsts in world_edges.items():
+        for dst in dsts:
+            reverse.setdefault(dst, set()).add(src)
+    can_connect = set(live)
+    frontier = list(live)
+    while frontier:
+        k = frontier.pop()
+        for src in reverse.get(k, ()):
+            if src not in can_connect:
+                can_connect.add(src)
+                frontier.append(src)
+    for k, n in seen.items():
+        m = n.model
+        if m.state in WANTS_CONNECTION and m.state in LOGGED_IN and m.network is Network.ONLINE \
+                and k not in can_connect:
+            violate("no stuck connecting", k)
+
