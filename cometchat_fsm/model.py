@@ -92,7 +92,10 @@ class ClientModel:
         events = self.machine.events
         for trigger in ROUTES[type(event)](self, event):
             before = self.state
-            events[trigger].trigger(self)
+            rows = events.get(trigger)
+            if rows is None or before.name not in rows.transitions:
+                continue  # no row for this trigger in this phase: nothing happens (and nothing logs)
+            rows.trigger(self)
             if self.state is not before:
                 status = STATUS_OF_PHASE[self.state]
                 if status is not STATUS_OF_PHASE[before]:

@@ -12,12 +12,11 @@ from cometchat_fsm.lifecycle import TABLE, Row, build_machine
 from cometchat_fsm.states import Phase
 
 
-def test_the_real_table_keeps_every_invariant_in_under_a_second() -> None:
+def test_the_real_table_keeps_every_invariant() -> None:
     for limit in (None, 2):
         result = explore(max_reconnect_attempts=limit)
         assert result.ok, "\n".join(map(str, result.violations))
         assert result.states > 50 and result.transitions > result.states
-        assert result.seconds < 1.0
     # Every phase is reachable.
     assert result.states >= len(Phase)
 

@@ -1,0 +1,450 @@
+"""The oracle: what the documented rules say a client shows, written straight from specs/.
+
+It shares no code with the core. Where the core is a table of phases, the oracle keeps a few
+plain facts (is a socket up, is an attempt in flight, is a retry pending, what is the window
+deadline) and applies the rules one by one, in prose order, naming the rule it applies. The
+constants and the API's messages come from specs/. A Hypothesis run drives the oracle and a
+`Simulation` with the same inputs; where they disagree, the rule the oracle applied is the one
+the machine breaks.
+
+Conventions shared with the Simulation (part of its documented contract, not of the machine):
+time in whole microseconds; the ideal server answers a socket, a login and a keep-alive after
+its latency; things due at the same instant happen in the order they were scheduled; one
+uniform draw from `random.Random(seed)` per scheduled retry.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from ..specs import Specs
+
+US = 1_000_000
+
+
+@dataclass(frozen=True)
+class Expected:
+    """An API call's documented answer: a success message, or an error code and details."""
+
+    result: str | None = None
+    error_code: str | None = None
+    error_details: str | None = None
+
+
+@dataclass
+class Note:
+    time_us: int
+    name: str
+    rule: str
+
+
+@dataclass
+class OracleServer:
+    latency_us: int = 0
+    reject_auth: bool = False
+    throttle: bool = False
+    overloaded: float | None = None
+    silent: bool = False  # the current socket is half-open
+
+
+@dataclass
+class Oracle:
+    specs: Specs
+    auto: bool
+    seed: int = 0
+    max_reconnect_attempts: int | None = None
+    now: int = 0
+    foreground: bool = True
+    online: bool = True
+    user: str | None = None
+    login_pending: str | None = None
+    stored: str | None = None
+    status: str = "disconnected"
+    notes: list[Note] = field(default_factory=list)
+    rules_hit: list[str] = field(default_factory=list)
+    server: OracleServer = field(default_factory=OracleServer)
+    # The connection, as facts:
+    wants: bool = False  # the client is trying to be connected
+    socket_up: bool = False  # authenticated socket
+    attempt: bool = False  # a socket is being opened / authenticated
+    throttled: bool = False
+    retries: int = 0
+    generation: int = 0  # bumps whenever a socket ends; stale queued answers see a new number
+    login_generation: int = 0  # likewise for the login in flight
+    deadlines: dict[str, int] = field(default_factory=dict)  # timer name -> due (us)
+    _queue: list[tuple[int, int, str, int]] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+    _timer_seq: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        c = self.specs.constants
+        self.window_us = round(c.background_window.value * US)
+        self.keepalive_us = round(c.keepalive_interval.value * US)
+        self.pong_us = round(c.pong_timeout.value * US)
+        self.attempt_us = round(c.connect_timeout.value * US)
+        self.base = c.backoff_base.value
+        self.cap = c.backoff_cap.value
+
+    # --- Bookkeeping ----------------------------------------------------------------------------
+    def hit(self, rule: str) -> None:
+        self.rules_hit.append(rule)
+
+    def set_status(self, status: str, rule: str) -> None:
+        """D11: one notification per change, none for the same status."""
+        if status != self.status:
+            self.status = status
+            name = {"connecting": "on_connecting", "connected": "on_connected",
+                    "disconnected": "on_disconnected", "featureThrottled": "on_feature_throttled"}[status]
+            self.notes.append(Note(self.now, name, rule))
+            self.hit("D11")
+        self.hit(rule)
+
+    def error_note(self, rule: str) -> None:
+        self.notes.append(Note(self.now, "on_connection_error", rule))
+
+    @property
+    def open_sockets(self) -> int:
+        return 1 if (self.socket_up or self.attempt) else 0
+
+    @property
+    def logged_in(self) -> str | None:
+        return self.user
+
+    def _schedule(self, delay_us: int, kind: str) -> int:
+        seq = next(self._seq)
+        generation = self.login_generation if kind == "login" else self.generation
+        heapq.heappush(self._queue, (self.now + delay_us, seq, kind, generation))
+        return seq
+
+    def _arm(self, timer: str, delay_us: int) -> None:
+        self.deadlines[timer] = self.now + delay_us
+        self._timer_seq[timer] = self._schedule(delay_us, "timer:" + timer)
+
+    def _disarm(self, *timers: str) -> None:
+        for t in timers:
+            self.deadlines.pop(t, None)
+            self._timer_seq.pop(t, None)
+
+    def _end_socket(self) -> None:
+        self.socket_up = self.attempt = self.throttled = False
+        self.server.silent = False
+        self.generation += 1
+        self._disarm("keepalive", "pong", "attempt")
+
+    def _settle(self, rule: str) -> None:
+        """The client gives up its connection until the app asks again."""
+        self._end_socket()
+        self.wants = False
+        self.retries = 0
+        self._disarm("window", "retry")
+        self.set_status("disconnected", rule)
+
+    def _start_attempt(self, rule: str) -> None:
+        self.attempt = True
+        self.set_status("connecting", rule)
+        self._schedule(self.server.latency_us, "answer")
+        self._arm("attempt", self.attempt_us)  # P2
+
+    def _may_retry(self) -> bool:
+        limit = self.max_reconnect_attempts
+        return self.foreground and (limit is None or self.retries < limit)
+
+    def _schedule_retry(self, hint: float | None) -> None:
+        """D6a: the n-th retry waits U[0, min(cap, base x 2^n)]; a retry-after hint is a floor."""
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.retries, 64))
+        delay = self.rng.random() * ceiling
+        if hint is not None and hint > delay:
+            delay = hint
+            self.hit("D6")
+        self.retries += 1
+        self._arm("retry", round(delay * US))
+        self.hit("D6a")
+
+    def _lost(self, rule: str) -> None:
+        """An established connection ended without the app asking (A3, M4, M5, D6b)."""
+        self._end_socket()
+        if self._may_retry():
+            self.set_status("disconnected", "D6b")
+            self._schedule_retry(None)
+            self.hit("A3" if self.auto else "M4")
+        else:
+            self._settle("M5" if not self.foreground else "D6")
+        self.hit(rule)
+
+    def _attempt_failed(self, rule: str, hint: float | None = None) -> None:
+        self._end_socket()
+        if self._may_retry():
+            self._schedule_retry(hint)
+            self.hit("D6b")  # failed attempts in between change nothing
+        else:
+            self._settle("M5" if not self.foreground else "D6")
+        self.hit(rule)
+
+    def _want_connection(self, rule: str) -> None:
+        """The client should be connected: attempt now, or wait for the network (D6)."""
+        self.wants = True
+        if self.online:
+            self._start_attempt(rule)
+        else:
+            self.set_status("disconnected", "D6")
+
+    # --- App calls ------------------------------------------------------------------------------
+    def api(self, method: str) -> Expected:
+        """E2: the success message specs/api.toml gives for `method`."""
+        return Expected(result=self.specs.call(method).success or None)
+
+    def refuse(self, method: str, code: str) -> Expected:
+        """The error specs/api.toml gives for `method` with `code` (E1, D3, D10, P1)."""
+        for error in self.specs.call(method).errors:
+            if error.code == code:
+                return Expected(error_code=code, error_details=error.details)
+        raise KeyError(f"specs/api.toml has no {code} for {method}")
+
+    def login(self, uid: str) -> Expected:
+        if self.login_pending is not None:
+            self.hit("D10")
+            return self.refuse("login", "ERR_LOGIN_IN_PROGRESS")
+        if self.user == uid:
+            self.hit("D10")
+            return Expected()
+        if self.user is not None:
+            self.logout()
+            self.hit("D10")
+        self.login_pending = uid
+        self._schedule(self.server.latency_us, "login")
+        return Expected()
+
+    def _login_done(self) -> None:
+        assert self.login_pending is not None
+        self.user, self.login_pending = self.login_pending, None
+        self.stored = self.user
+        self.hit("L1")
+        self._after_login("L1")
+
+    def _after_login(self, rule: str) -> None:
+        if self.auto and self.foreground:
+            self._want_connection("A1")
+        else:
+            self.hit("M1" if not self.auto else "A2")
+        self.hit(rule)
+
+    def logout(self) -> Expected:
+        if self.user is None and self.login_pending is None:
+            return Expected()
+        self._settle("D9")
+        self.user = self.login_pending = None
+        self.stored = None
+        self.login_generation += 1  # an answer to the login in flight is void
+        return Expected()
+
+    def connect(self) -> Expected:
+        if self.user is None:
+            self.hit("E1")
+            return self.refuse("connect", "ERR_NOT_LOGGED_IN")
+        if self.auto and not self.foreground:
+            self.hit("P1")
+            return self.refuse("connect", "ERR_APP_IN_BACKGROUND")
+        self.hit("E2")
+        if self.socket_up or self.attempt or (self.wants and not self.online):
+            self.hit("D4")
+            return self.api("connect")
+        if "retry" in self.deadlines:
+            self._disarm("retry")
+            self.retries = 0
+            self._start_attempt("D4")
+            return self.api("connect")
+        self._want_connection("M1" if not self.auto else "D1")
+        if not self.auto and not self.foreground:
+            self._arm("window", self.window_us)
+            self.hit("M2")
+        return self.api("connect")
+
+    def disconnect(self) -> Expected:
+        if self.user is None:
+            self.hit("E1")
+            return self.refuse("disconnect", "ERR_NOT_LOGGED_IN")
+        self._settle("D1")
+        self.hit("E2")
+        return self.api("disconnect")
+
+    def ping(self) -> Expected:
+        if self.user is None:
+            self.hit("E1")
+            return self.refuse("ping", "ERR_NOT_LOGGED_IN")
+        if not self.socket_up:
+            self.hit("D3")
+            return self.refuse("ping", "ERR_NO_WEBSOCKET_CONNECTION")
+        if not self.auto and not self.foreground:
+            self._arm("window", self.window_us)  # M3: 30 s from this ping
+            self.hit("M3")
+        self.hit("D3")
+        self.hit("E2")
+        return self.api("ping")
+
+    # --- Platform signals -------------------------------------------------------------------------
+    def enter_background(self) -> None:
+        if not self.foreground:
+            return
+        self.foreground = False
+        if not self.wants:
+            return
+        if self.auto:
+            self._settle("A2")
+        elif self.socket_up:
+            self._arm("window", self.window_us)  # D2: from the moment of entering background
+            self.hit("M2")
+            self.hit("D2")
+        else:
+            self._settle("D8")
+
+    def enter_foreground(self) -> None:
+        if self.foreground:
+            return
+        self.foreground = True
+        if self.auto:
+            if self.user is not None and not self.wants:
+                self._want_connection("A1")
+                self.hit("D6")
+        else:
+            if "window" in self.deadlines:
+                self._disarm("window")
+                self.hit("D2")
+            self.hit("M5")
+
+    def network_lost(self) -> None:
+        if not self.online:
+            return
+        self.online = False
+        if not self.wants:
+            return
+        if self.socket_up or self.attempt:
+            if self.foreground:
+                self._end_socket()
+                self.set_status("disconnected", "D6a")
+            else:
+                self._settle("M5")
+        elif "retry" in self.deadlines:
+            self._disarm("retry")
+            self.set_status("disconnected", "D6b")
+        self.hit("D6")
+
+    def network_restored(self) -> None:
+        if self.online:
+            return
+        self.online = True
+        if self.wants and not (self.socket_up or self.attempt) and "retry" not in self.deadlines:
+            self._start_attempt("D6a")
+
+    def restart(self) -> None:
+        """A new process: nothing survives but the stored session (L1), restored by init (L2)."""
+        self._end_socket()
+        self._queue.clear()
+        self.login_generation += 1
+        self.deadlines.clear()
+        self._timer_seq.clear()
+        self.wants = False
+        self.retries = 0
+        self.user = self.login_pending = None
+        self.foreground = True
+        self.status = "disconnected"  # a new process: no listener is told about the old one
+        if self.stored is not None:
+            self.user = self.stored
+            self._after_login("L2")
+
+    # --- Server faults --------------------------------------------------------------------------
+    def server_drop(self) -> None:
+        if self.socket_up:
+            self._lost("D6")
+        elif self.attempt:
+            self._attempt_failed("D6")
+
+    def server_silent(self) -> None:
+        if self.socket_up or self.attempt:
+            self.server.silent = True
+
+    def server_reject_auth(self, flag: bool) -> None:
+        self.server.reject_auth = flag
+
+    def server_throttle(self, flag: bool) -> None:
+        self.server.throttle = flag
+        if self.socket_up and not self.server.silent:
+            self._set_throttled(flag)
+
+    def _set_throttled(self, flag: bool) -> None:
+        if flag != self.throttled:
+            self.throttled = flag
+            self.set_status("featureThrottled" if flag else "connected", "D12")
+
+    def server_latency(self, seconds: float) -> None:
+        self.server.latency_us = round(seconds * US)
+
+    def server_overloaded(self, retry_after: float | None) -> None:
+        self.server.overloaded = retry_after
+
+    # --- Time -----------------------------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        target = self.now + round(seconds * US)
+        while self._queue and self._queue[0][0] <= target:
+            at, seq, kind, generation = heapq.heappop(self._queue)
+            self.now = at
+            self._due(kind, seq, generation)
+        self.now = target
+
+    def _due(self, kind: str, seq: int, generation: int) -> None:
+        if kind.startswith("timer:"):
+            timer = kind[6:]
+            if self._timer_seq.get(timer) != seq:
+                return  # disarmed or re-armed since
+            self._disarm(timer)
+            self._timer(timer)
+            return
+        if kind == "login":
+            if generation == self.login_generation and self.login_pending is not None:
+                self._login_done()
+            return
+        if generation != self.generation:
+            return  # an answer on a socket that has ended
+        if kind == "answer":
+            if not self.attempt or self.server.silent:
+                return
+            if self.server.overloaded is not None:
+                self._attempt_failed("D6", hint=self.server.overloaded)
+            elif self.server.reject_auth:
+                self._disarm("attempt")
+                self.error_note("D5")
+                self._settle("D5")
+            else:
+                self._disarm("attempt")
+                self.attempt, self.socket_up = False, True
+                self.retries = 0
+                self.set_status("connected", "D5")
+                self._arm("keepalive", self.keepalive_us)
+                if self.server.throttle:
+                    self._set_throttled(True)
+        elif kind == "pong":
+            if self.socket_up and not self.server.silent:
+                self._disarm("pong")
+                self._arm("keepalive", self.keepalive_us)
+                self.hit("D7")
+
+    def _timer(self, timer: str) -> None:
+        if timer == "window":
+            self._settle("M2")
+            self.hit("D2")
+            self.hit("M5")
+        elif timer == "retry":
+            self._start_attempt("D6b")
+            self.hit("D6")
+        elif timer == "keepalive":
+            if not self.server.silent:
+                self._schedule(self.server.latency_us, "pong")
+            self._arm("pong", self.pong_us)
+            self.hit("D7")
+        elif timer == "pong":
+            self._lost("D7")
+        elif timer == "attempt":
+            self._attempt_failed("P2")

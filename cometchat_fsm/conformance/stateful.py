@@ -1,0 +1,255 @@
+"""Hypothesis stateful run: random inputs and faults into a Simulation and the oracle side by
+side; after every step their observables must agree.
+
+Time steps are drawn around the documented edges (30 s window, 15 s keep-alive, 3 s pong
+timeout, 10 s attempt timeout) as well as at random. On a disagreement the assertion names the
+rule the oracle applied and carries the whole input sequence as a `simulate` script.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from transitions import Machine
+
+from ..errors import CometChatException
+from ..script import Step
+from ..settings import AppSettings
+from ..simulation import Simulation
+from ..specs import Specs
+from .oracle import Expected, Oracle
+
+EDGES = (0.0, 0.001, 0.5, 1.0, 2.999, 3.0, 3.001, 9.999, 10.0, 14.999, 15.0, 15.001, 18.0,
+         29.999, 30.0, 30.001, 45.0)
+WAITS = st.one_of(st.sampled_from(EDGES),
+                  st.floats(min_value=0.0, max_value=60.0, allow_nan=False).map(lambda x: round(x, 3)))
+#: Time after an input: half the steps let none pass, so that bursts of inputs at one instant
+#: are tried too; the rest wait around an edge. (Swarm testing may switch the `wait` rule off
+#: for a whole example; pauses keep time moving there.)
+PAUSES = st.one_of(st.just(0.0), WAITS)
+LATENCIES = st.sampled_from((0.0, 0.0, 0.25, 1.0, 2.0, 4.0, 12.0))
+HINTS = st.sampled_from((None, None, 0.5, 5.0, 40.0))
+
+
+class Divergence(AssertionError):
+    """The machine and the documented behaviour disagree; `rule` is the broken rule's ID."""
+
+    def __init__(self, rule: str, what: str, script: str, mode: str, seed: int) -> None:
+        self.rule, self.what, self.script, self.mode, self.seed = rule, what, script, mode, seed
+        super().__init__(
+            f"rule {rule} broken: {what}\n"
+            f"replay: cometchat-fsm simulate --{mode} --seed {seed} \"{script}\"")
+
+
+@dataclass
+class RunContext:
+    """Shared by every example of one run: the specs, the machine under test, rule hits."""
+
+    specs: Specs
+    machine: Machine | None = None
+    hits: Counter[str] = field(default_factory=Counter)
+    examples: int = 0
+    steps: int = 0
+    progress: Callable[[int], None] | None = None
+
+
+class LifecycleConformance(RuleBasedStateMachine):
+    """Rules are the Simulation's inputs and server faults; the invariant is agreement."""
+
+    context: RunContext  # set by `make_machine`
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[Step] = []
+        self.sim: Simulation | None = None
+        self.oracle: Oracle | None = None
+        self.mode = "auto"
+        self.seed = 0
+        self.limit: int | None = None
+
+    @initialize(auto=st.booleans(), seed=st.integers(0, 2**16),
+                limit=st.sampled_from((None, None, None, 0, 2)),
+                prelude=st.sampled_from(("", "login", "login+connect", "login+connect")))
+    def start(self, auto: bool, seed: int, limit: int | None, prelude: str) -> None:
+        """A fresh client; most examples start logged in and connected, where most rules live."""
+        ctx = self.context
+        ctx.examples += 1
+        if ctx.progress is not None:
+            ctx.progress(ctx.examples)
+        self.mode = "auto" if auto else "manual"
+        self.seed = seed
+        app = AppSettings(region="eu", auto_establish_socket_connection=auto, max_reconnect_attempts=limit)
+        self.limit = limit
+        self.sim = Simulation(app, seed=seed, machine=ctx.machine)
+        self.oracle = Oracle(ctx.specs, auto=auto, seed=seed, max_reconnect_attempts=limit)
+        if prelude:
+            self.login("alice", 0.0)
+        if prelude == "login+connect":
+            self.connect(0.0)
+
+    # --- Driving both sides ---------------------------------------------------------------------
+    def _do(self, pause: float, step: Step, on_sim: Callable[[Simulation], object],
+            on_oracle: Callable[[Oracle], Expected | None]) -> None:
+        assert self.sim is not None and self.oracle is not None
+        self.steps.append(step)
+        self.context.steps += 1
+        before = len(self.oracle.rules_hit)
+        got_result: object = None
+        got_error: CometChatException | None = None
+        try:
+            got_result = on_sim(self.sim)
+        except CometChatException as exc:
+            got_error = exc
+        expected = on_oracle(self.oracle) or Expected()
+        self.oracle.advance(0)  # like the Simulation: what is due at this instant happens now
+        rules = self.oracle.rules_hit[before:]
+        self.context.hits.update(rules)
+        blame = rules[-1] if rules else "D11"
+        if expected.error_code is not None:
+            if got_error is None or (got_error.code, got_error.details) != (expected.error_code,
+                                                                             expected.error_details):
+                self._fail(blame, f"{step} should fail with {expected.error_code} "
+                                  f"({expected.error_details!r}), got {got_error or got_result!r}")
+        elif got_error is not None:
+            self._fail(blame, f"{step} should succeed, raised {got_error!r}")
+        elif expected.result is not None and got_result != expected.result:
+            self._fail("E2", f"{step} should return {expected.result!r}, returned {got_result!r}")
+        if pause:
+            self.agrees_with_the_rules()  # compare at the instant of the input, then let time pass
+            self._do(0.0, Step("wait", float(pause)), lambda s: s.advance(pause), lambda o: o.advance(pause))
+
+    def _fail(self, rule: str, what: str) -> None:
+        script = "; ".join(str(s) for s in self.steps)
+        limit = f" [max_reconnect_attempts={self.limit}]" if self.limit is not None else ""
+        raise Divergence(rule, what + limit, script, self.mode, self.seed)
+
+    # --- Rules: app calls -----------------------------------------------------------------------
+    @rule(uid=st.sampled_from(("alice", "bob")), pause=PAUSES)
+    def login(self, uid: str, pause: float) -> None:
+        self._do(pause, Step("login", uid), lambda s: s.login(uid), lambda o: o.login(uid))
+
+    @rule(pause=PAUSES)
+    def logout(self, pause: float) -> None:
+        self._do(pause, Step("logout"), lambda s: s.logout(), lambda o: o.logout())
+
+    @rule(pause=PAUSES)
+    def connect(self, pause: float) -> None:
+        self._do(pause, Step("connect"), lambda s: s.connect(), lambda o: o.connect())
+
+    @rule(pause=PAUSES)
+    def disconnect(self, pause: float) -> None:
+        self._do(pause, Step("disconnect"), lambda s: s.disconnect(), lambda o: o.disconnect())
+
+    @rule(pause=PAUSES)
+    def ping(self, pause: float) -> None:
+        self._do(pause, Step("ping"), lambda s: s.ping(), lambda o: o.ping())
+
+    # --- Rules: platform ------------------------------------------------------------------------
+    @rule(pause=PAUSES)
+    def background(self, pause: float) -> None:
+        self._do(pause, Step("background"), lambda s: s.enter_background(),
+                 lambda o: o.enter_background())
+
+    @rule(pause=PAUSES)
+    def foreground(self, pause: float) -> None:
+        self._do(pause, Step("foreground"), lambda s: s.enter_foreground(),
+                 lambda o: o.enter_foreground())
+
+    @rule(pause=PAUSES)
+    def offline(self, pause: float) -> None:
+        self._do(pause, Step("offline"), lambda s: s.network_lost(), lambda o: o.network_lost())
+
+    @rule(pause=PAUSES)
+    def online(self, pause: float) -> None:
+        self._do(pause, Step("online"), lambda s: s.network_restored(), lambda o: o.network_restored())
+
+    @rule(pause=PAUSES)
+    def restart(self, pause: float) -> None:
+        self._do(pause, Step("restart"), lambda s: s.restart(), lambda o: o.restart())
+
+    @rule(seconds=WAITS)
+    def wait(self, seconds: float) -> None:
+        self._do(0.0, Step("wait", float(seconds)), lambda s: s.advance(seconds),
+                 lambda o: o.advance(seconds))
+
+    # --- Rules: server faults -------------------------------------------------------------------
+    @rule(pause=PAUSES)
+    def drop(self, pause: float) -> None:
+        self._do(pause, Step("drop"), lambda s: s.server_drop(), lambda o: o.server_drop())
+
+    @rule(pause=PAUSES)
+    def silent(self, pause: float) -> None:
+        self._do(pause, Step("silent"), lambda s: s.server_silent(), lambda o: o.server_silent())
+
+    @rule(flag=st.booleans(), pause=PAUSES)
+    def reject(self, flag: bool, pause: float) -> None:
+        self._do(pause, Step("reject", flag), lambda s: s.server_reject_auth(flag),
+                 lambda o: o.server_reject_auth(flag))
+
+    @rule(flag=st.booleans(), pause=PAUSES)
+    def throttle(self, flag: bool, pause: float) -> None:
+        self._do(pause, Step("throttle", flag), lambda s: s.server_throttle(flag),
+                 lambda o: o.server_throttle(flag))
+
+    @rule(seconds=LATENCIES, pause=PAUSES)
+    def latency(self, seconds: float, pause: float) -> None:
+        self._do(pause, Step("latency", seconds), lambda s: s.server_latency(seconds),
+                 lambda o: o.server_latency(seconds))
+
+    @rule(hint=HINTS, pause=PAUSES)
+    def overload(self, hint: float | None, pause: float) -> None:
+        self._do(pause, Step("overload", hint), lambda s: s.server_overloaded(hint),
+                 lambda o: o.server_overloaded(hint))
+
+    # --- The invariant --------------------------------------------------------------------------
+    @invariant()
+    def agrees_with_the_rules(self) -> None:
+        sim, oracle = self.sim, self.oracle
+        if sim is None or oracle is None:
+            return
+        got = [(round(t * 1_000_000), name) for t, name in sim.notifications]
+        want = [(n.time_us, n.name) for n in oracle.notes]
+        if got != want:
+            i = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                     min(len(got), len(want)))
+            rule_id = oracle.notes[i].rule if i < len(oracle.notes) else (oracle.rules_hit or ["D11"])[-1]
+            self._fail(rule_id, f"notifications differ from #{i}: expected {_fmt(want[i:i + 3])}, "
+                                f"got {_fmt(got[i:i + 3])}")
+        if sim.status.value != oracle.status:
+            self._fail((oracle.rules_hit or ["D11"])[-1],
+                       f"status should be {oracle.status}, is {sim.status.value}")
+        if sim.open_sockets != oracle.open_sockets:
+            self._fail("D4", f"open sockets should be {oracle.open_sockets}, are {sim.open_sockets}")
+        if sim.logged_in_user != oracle.logged_in:
+            self._fail("D9" if oracle.logged_in is None else "L1",
+                       f"logged-in user should be {oracle.logged_in}, is {sim.logged_in_user}")
+        if sim.stored_user != oracle.stored:
+            self._fail("L1", f"stored session should be {oracle.stored}, is {sim.stored_user}")
+
+
+def _fmt(notes: list[tuple[int, str]]) -> str:
+    return ", ".join(f"{name}@{t / 1_000_000:g}" for t, name in notes) or "nothing"
+
+
+def make_machine(context: RunContext) -> type[LifecycleConformance]:
+    """A subclass bound to one run's context (Hypothesis builds the class itself per example)."""
+    return type("LifecycleConformanceRun", (LifecycleConformance,), {"context": context})
+
+
+PROFILES: dict[str, tuple[int, int]] = {  # name -> (examples, max steps per example)
+    "quick": (100, 20),
+    "demo": (300, 30),
+    "ci": (1000, 50),
+    "thorough": (5000, 100),
+}
+
+
+def hypothesis_settings(profile: str) -> settings:
+    examples, steps = PROFILES[profile]
+    return settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck), print_blob=False)

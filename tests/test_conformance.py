@@ -1,0 +1,68 @@
+"""`cometchat-fsm check`: the real machine passes every rule; a broken machine fails, naming the
+rule it breaks, with a counterexample that replays in `simulate`."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from cometchat_fsm import AppSettings, Simulation
+from cometchat_fsm.cli import main
+from cometchat_fsm.conformance import run_check
+from cometchat_fsm.conformance.runner import run_checks
+from cometchat_fsm.lifecycle import TABLE, build_machine
+from cometchat_fsm.script import parse, run
+from cometchat_fsm.specs import Specs, load_specs
+
+
+@pytest.fixture(scope="module")
+def specs() -> Specs:
+    return load_specs()
+
+
+def test_the_ci_profile_passes_every_rule_but_the_later_one(specs: Specs) -> None:
+    out = io.StringIO()
+    assert run_check(profile="ci", out=out) == 0, out.getvalue()[-3000:]
+    text = out.getvalue()
+    for rule in specs.rules:
+        want = "later" if rule.status == "later" else "pass"
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{rule.id} "))
+        assert f" {want} " in line, line
+    assert "D13" in text and "no divergence" in text
+
+
+def test_without_the_m2_expiry_check_fails_naming_m2(specs: Specs) -> None:
+    broken = build_machine([r for r in TABLE if r.trigger != "window_expired"])
+    report = run_checks(specs, profile="ci", machine=broken)
+    assert not report.ok
+    assert report.rows["M2"].result == "FAIL"
+    assert report.rows["L3"].result == "pass"  # untouched rules still pass
+    # The random run finds it too, and its counterexample replays on the broken machine.
+    assert report.divergence is not None and report.divergence.rule == "M2"
+    d = report.divergence
+    settings = AppSettings(region="eu", auto_establish_socket_connection=d.mode == "auto")
+    sim = Simulation(settings, seed=d.seed, machine=broken)
+    run(sim, parse(d.script))
+    fine = Simulation(settings, seed=d.seed)
+    run(fine, parse(d.script))
+    assert (sim.status, sim.notifications) != (fine.status, fine.notifications)
+
+
+def test_a_broken_ping_renewal_fails_m3(specs: Specs) -> None:
+    rows = [r if not (r.trigger == "ping_called" and "arm_window" in r.do)
+            else type(r)(r.trigger, r.source, r.dest, r.when, ("send_ping",), r.rules) for r in TABLE]
+    report = run_checks(specs, profile="quick", machine=build_machine(rows))
+    assert report.rows["M3"].result == "FAIL"
+
+
+def test_check_command_exit_status_and_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/3]" in out and "[3/3]" in out and "rules passed, 0 failed" in out
+
+
+def test_check_refuses_an_unknown_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check", "--profile", "huge"])
+    assert info.value.code == 2
