@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--auto", dest="manual", action="store_false", help="auto mode (the default)")
     sim.add_argument("--seed", type=int, default=0, help="seed of the backoff jitter (default: 0)")
     sim.add_argument("--region", default="eu", help="the app's region (default: eu)")
+    sim.add_argument("--max-reconnect-attempts", type=int, default=None, metavar="N",
+                     help="stop reconnecting after N attempts (default: unlimited)")
     sim.add_argument("--file", type=Path, metavar="PATH", help="read the script from a file")
     sim.add_argument("script", nargs="?", metavar="SCRIPT", help="the inputs, ';'-separated; '-' reads stdin")
     sim.set_defaults(subparser=sim)  # so that its usage errors show its own usage line
@@ -87,7 +89,8 @@ def _simulate(args: argparse.Namespace) -> int:
     text = _script_text(args)
     try:
         steps = script.parse(text)
-        settings = AppSettings(region=args.region, auto_establish_socket_connection=not args.manual)
+        settings = AppSettings(region=args.region, auto_establish_socket_connection=not args.manual,
+                               max_reconnect_attempts=args.max_reconnect_attempts)
         sim = Simulation(settings, seed=args.seed)
     except script.ScriptError as exc:
         print(f"{PROG} simulate: {exc.reason}", file=sys.stderr)

@@ -148,8 +148,7 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
         rows.setdefault(divergence.rule, RuleRow(divergence.rule, "(not in specs)"))
         rows[divergence.rule].problems.append(divergence.what)
         say(f"      ! rule {divergence.rule}: {divergence.what}")
-        say(f"        shrunk replay: cometchat-fsm simulate --{divergence.mode} --seed {divergence.seed} "
-            f"\"{divergence.script}\"")
+        say(f"        shrunk replay: {divergence.command}")
     else:
         say(f"      {context.examples} examples, {context.steps} steps: no divergence")
     return CheckReport(rows, explorations, context.examples, context.steps,

@@ -39,11 +39,18 @@ HINTS = st.sampled_from((None, None, 0.5, 5.0, 40.0))
 class Divergence(AssertionError):
     """The machine and the documented behaviour disagree; `rule` is the broken rule's ID."""
 
-    def __init__(self, rule: str, what: str, script: str, mode: str, seed: int) -> None:
+    def __init__(self, rule: str, what: str, script: str, mode: str, seed: int,
+                 max_reconnect_attempts: int | None = None) -> None:
         self.rule, self.what, self.script, self.mode, self.seed = rule, what, script, mode, seed
-        super().__init__(
-            f"rule {rule} broken: {what}\n"
-            f"replay: cometchat-fsm simulate --{mode} --seed {seed} \"{script}\"")
+        self.max_reconnect_attempts = max_reconnect_attempts
+        super().__init__(f"rule {rule} broken: {what}\nreplay: {self.command}")
+
+    @property
+    def command(self) -> str:
+        """The `simulate` command line that replays the failing input sequence."""
+        limit = "" if self.max_reconnect_attempts is None else \
+            f" --max-reconnect-attempts {self.max_reconnect_attempts}"
+        return f"cometchat-fsm simulate --{self.mode} --seed {self.seed}{limit} \"{self.script}\""
 
 
 @dataclass
@@ -125,8 +132,7 @@ class LifecycleConformance(RuleBasedStateMachine):
 
     def _fail(self, rule: str, what: str) -> None:
         script = "; ".join(str(s) for s in self.steps)
-        limit = f" [max_reconnect_attempts={self.limit}]" if self.limit is not None else ""
-        raise Divergence(rule, what + limit, script, self.mode, self.seed)
+        raise Divergence(rule, what, script, self.mode, self.seed, self.limit)
 
     # --- Rules: app calls -----------------------------------------------------------------------
     @rule(uid=st.sampled_from(("alice", "bob")), pause=PAUSES)
