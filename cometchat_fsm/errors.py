@@ -117,3 +117,44 @@ ATTEMPT_CANCELLED = ErrorSpec(
     "The WebSocket connection attempt was cancelled.",
     "disconnect(), logout() or leaving the foreground ended the attempt; call connect() again.",
 )
+# The live client (open_client).
+CONNECT_OFFLINE = ErrorSpec(
+    "ERR_NETWORK_OFFLINE",
+    "The device is offline.",
+    "The client connects by itself when the platform reports the network back (network_restored).",
+)
+SEND_NOT_CONNECTED = ErrorSpec(
+    "ERR_NO_WEBSOCKET_CONNECTION",
+    "No WebSocket connection.",
+    "Call connect() and wait for it to succeed before sending a message.",
+)
+SEND_TIMEOUT = ErrorSpec(
+    "ERR_SEND_TIMEOUT",
+    "The server did not confirm the message in time.",
+    "The message may not have been delivered; send it again once connected.",
+)
+INVALID_UID = ErrorSpec(
+    "ERR_INVALID_UID",
+    "The user id is not valid.",
+    "A uid is 1 to 100 characters: letters, digits, '_', '-' and '.'.",
+)
+LOGIN_FAILED = ErrorSpec(
+    "ERR_LOGIN_FAILED",
+    "The login could not be completed.",
+    "Check the server URL and the network, then log in again.",
+)
+LOGIN_CANCELLED = ErrorSpec(
+    "ERR_LOGIN_CANCELLED",
+    "The login was cancelled.",
+    "logout() or another login() replaced it before the server answered.",
+)
+CLIENT_CLOSED = ErrorSpec(
+    "ERR_CLIENT_CLOSED",
+    "The client is closed.",
+    "Open a new client with open_client(); a closed one accepts no calls.",
+)
+BAD_ARGUMENTS = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "The call's arguments do not fit.",
+    "See the method's documentation for the accepted arguments.",
+)

@@ -1,0 +1,608 @@
+"""The live client: the lifecycle core driven by trio, on a real trio-websocket connection.
+
+This module makes no lifecycle decision. It turns app calls, platform signals, socket frames
+and timers into core events, and carries out the effects the core returns: open or close a
+socket, send a frame, arm or cancel a timer, call listeners, store the session, resolve a
+waiting `connect()`. See docs/protocol.md for the frames.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import math
+import random as _random
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio_websocket
+
+from . import errors
+from .effects import (
+    AttemptEnded,
+    CancelTimer,
+    CloseSocket,
+    DeleteSession,
+    Effect,
+    Notify,
+    OpenSocket,
+    SendKeepAlive,
+    SendPing,
+    StartTimer,
+    StoreSession,
+)
+from .errors import CometChatException
+from .events import (
+    AuthAccepted,
+    AuthRejected,
+    Connect,
+    Disconnect,
+    EnterBackground,
+    EnterForeground,
+    Event,
+    Login,
+    LoginFailed,
+    LoginVerified,
+    Logout,
+    NetworkLost,
+    NetworkRestored,
+    Ping,
+    PongReceived,
+    SessionRestored,
+    SocketClosed,
+    ThrottleLifted,
+    ThrottleStarted,
+    Timer,
+    TimerFired,
+)
+from .groups import single_exception
+from .model import ClientModel
+from .session_store import SessionStore, StoredSession
+from .settings import AppSettings, init
+from .simulation import SUCCESS_CONNECT, SUCCESS_DISCONNECT, SUCCESS_PING
+from .states import LIVE, ON_CONNECTION_ERROR, ConnectionStatus, Phase
+
+log = logging.getLogger("cometchat_fsm.client")
+
+UID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+MAX_TEXT = 16_384
+MAX_FRAME = 65_536
+LOGIN_PATH = "/v1/login"
+SOCKET_PATH = "/v1/socket"
+
+#: Opens a WebSocket to a resource path of the server; the connection lives as long as the
+#: context. The default dials the URL; tests pass one over in-memory streams.
+Connector = Callable[[str], AbstractAsyncContextManager[trio_websocket.WebSocketConnection]]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    sender: str
+    receiver: str
+    text: str
+    sent_at: float
+
+
+class ProtocolError(Exception):
+    """The server sent something docs/protocol.md does not allow."""
+
+
+def url_connector(url: str, *, connect_timeout: float, max_message_size: int = MAX_FRAME) -> Connector:
+    base = url.rstrip("/")
+
+    def connect(resource: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
+        return trio_websocket.open_websocket_url(base + resource, connect_timeout=connect_timeout,
+                                                 disconnect_timeout=2.0, max_message_size=max_message_size)
+    return connect
+
+
+def _frame(raw: str | bytes) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        raise ProtocolError("binary frame")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ProtocolError("a frame must be a JSON object with a string 'type'")
+    return data
+
+
+def _field(frame: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = frame.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProtocolError(f"{frame['type']!r} frame: field {name!r} missing or of the wrong type")
+    return value
+
+
+def _retry_after(reason: str | None) -> float | None:
+    match = re.fullmatch(r"\s*retry-after=([0-9]+(?:\.[0-9]+)?)\s*", reason or "")
+    return float(match.group(1)) if match else None
+
+
+@dataclass
+class _Socket:
+    """One socket the core asked for: its task's cancel scope and its outgoing frames."""
+
+    scope: trio.CancelScope
+    outgoing: trio.MemorySendChannel[str]
+    incoming: trio.MemoryReceiveChannel[str]
+
+
+@dataclass
+class _Send:
+    """A message waiting for the server's `sent` (or `error`) answer."""
+
+    receiver: str
+    text: str
+    done: trio.Event
+    result: Message | CometChatException | None = None
+
+
+class _Waiter:
+    """A `connect()` waiting for the attempt in flight to end."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: CometChatException | None = None
+
+
+class Client:
+    """A CometChat-style client. Get one from `open_client`; every call is documented there."""
+
+    def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
+                 nursery: trio.Nursery, random: Callable[[], float] | None = None) -> None:
+        self.app_id = app_id
+        self.settings = settings
+        self._connect_to = connector
+        self._store = store
+        self._nursery = nursery
+        self._model = ClientModel(settings, random=random if random is not None else _random.Random().random)
+        self._token: str | None = None
+        self._listeners: dict[str, object] = {}
+        self._sockets: dict[int, _Socket] = {}
+        self._timers: dict[Timer, tuple[int, trio.CancelScope]] = {}
+        self._timer_ids = itertools.count(1)
+        self._pending: collections.deque[Effect] = collections.deque()
+        self._draining = False
+        self._waiters: list[_Waiter] = []
+        self._logins = 0
+        self._verifying = False
+        self._refs = itertools.count(1)
+        self._sends: dict[int, _Send] = {}
+        self._inbox_send, self._inbox = trio.open_memory_channel[Message](math.inf)
+        self._closed = False
+
+    # --- Reading ------------------------------------------------------------------------------
+    def get_connection_status(self) -> ConnectionStatus:
+        return self._model.status
+
+    def get_logged_in_user(self) -> User | None:
+        return User(self._model.user) if self._model.user is not None else None
+
+    @property
+    def phase(self) -> Phase:
+        return self._model.phase
+
+    @property
+    def open_sockets(self) -> int:
+        """Sockets open or being opened by this client (at most one: D4)."""
+        return len(self._sockets)
+
+    # --- Listeners ----------------------------------------------------------------------------
+    def add_connection_listener(self, listener_id: str, listener: object) -> None:
+        if not isinstance(listener_id, str) or not listener_id:
+            raise errors.BAD_ARGUMENTS.exception("listener_id must be a non-empty string")
+        self._listeners[listener_id] = listener
+
+    def remove_connection_listener(self, listener_id: str) -> None:
+        self._listeners.pop(listener_id, None)
+
+    # --- App calls ----------------------------------------------------------------------------
+    async def login(self, uid: str | None = None, *, auth_key: str | None = None,
+                    auth_token: str | None = None) -> User:
+        """Log in with a uid and the app's auth key, or with an auth token (L1, D10)."""
+        self._check_open()
+        if auth_token is not None:
+            if uid is not None or auth_key is not None:
+                raise errors.BAD_ARGUMENTS.exception("pass either uid and auth_key, or auth_token alone")
+            _require_str("auth_token", auth_token)
+            return await self._login_with_token(auth_token)
+        _require_str("uid", uid)
+        _require_str("auth_key", auth_key)
+        assert uid is not None and auth_key is not None
+        if not UID.fullmatch(uid):
+            raise errors.INVALID_UID.exception(f"got {uid[:20]!r}")
+        if self._verifying:
+            raise errors.LOGIN_IN_PROGRESS.exception()
+        if self._model.user == uid and self._model.phase is not Phase.LOGGING_IN:
+            return User(uid)  # D10: same user, nothing to do
+        self._apply(Login(uid))  # raises ERR_LOGIN_IN_PROGRESS (D10); logs a different user out
+        self._token = None
+        self._logins += 1
+        mine = self._logins
+        try:
+            answer = await self._verify({"type": "login", "uid": uid, "auth_key": auth_key})
+        except CometChatException as exc:
+            if self._logins == mine and self._model.phase is Phase.LOGGING_IN:
+                self._apply(LoginFailed(exc))
+            raise
+        if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
+            raise errors.LOGIN_CANCELLED.exception()
+        self._token = answer[1]
+        self._apply(LoginVerified())
+        return User(uid)
+
+    async def _login_with_token(self, token: str) -> User:
+        if self._verifying or self._model.phase is Phase.LOGGING_IN:
+            raise errors.LOGIN_IN_PROGRESS.exception()
+        self._verifying = True
+        self._logins += 1
+        mine = self._logins
+        try:
+            uid, fresh = await self._verify({"type": "login", "auth_token": token})
+        finally:
+            self._verifying = False
+        if self._logins != mine:
+            raise errors.LOGIN_CANCELLED.exception()
+        if self._model.user == uid:
+            return User(uid)
+        self._apply(Login(uid))
+        self._token = fresh
+        self._apply(LoginVerified())
+        return User(uid)
+
+    async def _verify(self, request: dict[str, str]) -> tuple[str, str]:
+        """Ask the server's login endpoint; return (uid, token) or raise its typed error."""
+        try:
+            with trio.fail_after(self.settings.connect_timeout):
+                async with self._connect_to(LOGIN_PATH) as ws:
+                    await ws.send_message(json.dumps(request))
+                    answer = _frame(await ws.get_message())
+        except CometChatException:
+            raise
+        except trio.TooSlowError:
+            raise errors.LOGIN_FAILED.exception("the server did not answer in time") from None
+        except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
+                trio.BrokenResourceError, ProtocolError) as exc:
+            raise errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}") from None
+        if answer["type"] == "login_ok":
+            try:
+                return _field(answer, "uid", str), _field(answer, "auth_token", str)
+            except ProtocolError as exc:
+                raise errors.LOGIN_FAILED.exception(str(exc)) from None
+        if answer["type"] == "error":
+            code = answer.get("code") if isinstance(answer.get("code"), str) else "ERR_LOGIN_FAILED"
+            message = answer.get("message") if isinstance(answer.get("message"), str) else "Login failed."
+            raise CometChatException(str(code), str(message),
+                                     "Check the uid and the credentials, then try again.")
+        raise errors.LOGIN_FAILED.exception(f"unexpected answer {answer['type']!r}")
+
+    async def logout(self) -> None:
+        """D9: close everything, forget the stored session."""
+        self._check_open()
+        self._logins += 1  # a login still waiting for its answer is void
+        self._apply(Logout())
+        self._token = None
+
+    async def connect(self) -> str:
+        """Open the socket (M1, D4); return E2's message, or raise why the attempt failed."""
+        self._check_open()
+        self._apply(Connect())
+        phase = self._model.phase
+        if phase in LIVE:
+            return SUCCESS_CONNECT
+        if phase is Phase.OFFLINE:
+            raise errors.CONNECT_OFFLINE.exception()
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        # The core ends every attempt within connect_timeout (P2); the bound is a second guard.
+        with trio.fail_after(self.settings.connect_timeout + 5.0):
+            await waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        return SUCCESS_CONNECT
+
+    async def disconnect(self) -> str:
+        """D1: close the socket, stop every retry and timer."""
+        self._check_open()
+        self._apply(Disconnect())
+        return SUCCESS_DISCONNECT
+
+    async def ping(self) -> str:
+        """M3: tell the server the app is alive; in manual background mode, renews the window."""
+        self._check_open()
+        self._apply(Ping())
+        return SUCCESS_PING
+
+    # --- Platform signals ---------------------------------------------------------------------
+    def enter_background(self) -> None:
+        self._signal(EnterBackground())
+
+    def enter_foreground(self) -> None:
+        self._signal(EnterForeground())
+
+    def network_lost(self) -> None:
+        self._signal(NetworkLost())
+
+    def network_restored(self) -> None:
+        self._signal(NetworkRestored())
+
+    def _signal(self, event: Event) -> None:
+        self._check_open()
+        self._apply(event)
+
+    # --- Messages -----------------------------------------------------------------------------
+    async def send_message(self, receiver_uid: str, text: str) -> Message:
+        """Send `text` to `receiver_uid`; return the message as the server stamped it."""
+        self._check_open()
+        _require_str("receiver_uid", receiver_uid)
+        _require_str("text", text)
+        if not UID.fullmatch(receiver_uid):
+            raise errors.INVALID_UID.exception(f"got {receiver_uid[:20]!r}")
+        if not 0 < len(text) <= MAX_TEXT:
+            raise errors.BAD_ARGUMENTS.exception(f"text must be 1 to {MAX_TEXT} characters")
+        sock = self._model.socket
+        if self._model.phase not in LIVE or sock is None or sock not in self._sockets:
+            raise errors.SEND_NOT_CONNECTED.exception(f"status is {self._model.status.value}")
+        ref = next(self._refs)
+        pending = self._sends[ref] = _Send(receiver_uid, text, trio.Event())
+        try:
+            self._send(sock, {"type": "message", "to": receiver_uid, "text": text, "ref": ref})
+            with trio.move_on_after(self.settings.connect_timeout):
+                await pending.done.wait()
+        finally:
+            self._sends.pop(ref, None)
+        if pending.result is None:
+            raise errors.SEND_TIMEOUT.exception()
+        if isinstance(pending.result, CometChatException):
+            raise pending.result
+        return pending.result
+
+    def messages(self) -> AsyncIterator[Message]:
+        """Messages received for the logged-in user, in arrival order."""
+        return self._inbox.__aiter__()
+
+    # --- Carrying out the core's effects ------------------------------------------------------
+    def _apply(self, event: Event) -> None:
+        """Hand `event` to the core and carry out its effects in order. An effect that leads to
+        another event (a listener calling the client) queues behind the ones already due."""
+        self._pending.extend(self._model.handle(event))
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._pending:
+                self._carry_out(self._pending.popleft())
+        finally:
+            self._draining = False
+
+    def _apply_quietly(self, event: Event) -> None:
+        """From a background task: a failure is logged, never raised into the nursery."""
+        try:
+            self._apply(event)
+        except Exception:
+            log.exception("event %r could not be applied", event)
+
+    def _carry_out(self, effect: Effect) -> None:
+        match effect:
+            case OpenSocket(socket=sock):
+                send, receive = trio.open_memory_channel[str](math.inf)
+                entry = _Socket(trio.CancelScope(), send, receive)
+                self._sockets[sock] = entry
+                self._nursery.start_soon(self._run_socket, sock, entry)
+            case CloseSocket(socket=sock):
+                closing = self._sockets.pop(sock, None)
+                if closing is not None:
+                    closing.scope.cancel()
+            case SendKeepAlive(socket=sock):
+                self._send(sock, {"type": "keepalive"})
+            case SendPing(socket=sock):
+                self._send(sock, {"type": "ping"})
+            case StartTimer(timer=timer, delay=delay):
+                self._cancel_timer(timer)
+                scope = trio.CancelScope()
+                timer_id = next(self._timer_ids)
+                self._timers[timer] = (timer_id, scope)
+                self._nursery.start_soon(self._run_timer, timer, timer_id, delay, scope)
+            case CancelTimer(timer=timer):
+                self._cancel_timer(timer)
+            case Notify(name=name, error=error):
+                self._notify(name, error)
+            case StoreSession(user=user):
+                token = self._token
+                if token is not None:
+                    self._store_quietly(lambda: self._store.save(self.app_id, StoredSession(user, token)))
+            case DeleteSession():
+                self._store_quietly(lambda: self._store.delete(self.app_id))
+            case AttemptEnded(error=error):
+                waiters, self._waiters = self._waiters, []
+                for w in waiters:
+                    w.error = error
+                    w.done.set()
+
+    def _store_quietly(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except OSError as exc:
+            log.warning("the session store could not be written (%s); the login lasts until exit", exc)
+
+    def _notify(self, name: str, error: CometChatException | None) -> None:
+        for listener_id, listener in list(self._listeners.items()):
+            method = getattr(listener, name, None)
+            if method is None:
+                continue
+            try:
+                if name == ON_CONNECTION_ERROR:
+                    method(error)
+                else:
+                    method()
+            except Exception:
+                log.exception("connection listener %r raised in %s; the client goes on", listener_id, name)
+
+    def _send(self, sock: int, frame: dict[str, Any]) -> None:
+        entry = self._sockets.get(sock)
+        if entry is not None:
+            entry.outgoing.send_nowait(json.dumps(frame))
+
+    def _cancel_timer(self, timer: Timer) -> None:
+        running = self._timers.pop(timer, None)
+        if running is not None:
+            running[1].cancel()
+
+    async def _run_timer(self, timer: Timer, timer_id: int, delay: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(delay)
+        current = self._timers.get(timer)
+        if current is not None and current[0] == timer_id:  # not cancelled or re-armed meanwhile
+            del self._timers[timer]
+            self._apply_quietly(TimerFired(timer))
+
+    async def _run_socket(self, sock: int, entry: _Socket) -> None:
+        """Open the socket, authenticate, then turn frames into events until it ends."""
+        outcome: Event | None = None
+        with entry.scope:
+            try:
+                async with self._connect_to(SOCKET_PATH) as ws:
+                    user = self._model.user
+                    await ws.send_message(json.dumps(
+                        {"type": "auth", "uid": user, "auth_token": self._token, "last_id": None}))
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(self._write, ws, entry.incoming)
+                        outcome = await self._read(sock, ws)
+                        inner.cancel_scope.cancel()
+            except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
+                    trio.BrokenResourceError, trio.TooSlowError) as exc:
+                log.info("socket %d could not be used: %s", sock, exc)
+                outcome = outcome or SocketClosed(sock)
+        if self._sockets.get(sock) is entry:
+            del self._sockets[sock]
+        if outcome is not None:
+            self._apply_quietly(outcome)
+
+    async def _read(self, sock: int, ws: trio_websocket.WebSocketConnection) -> Event:
+        """Frames to events until the socket ends; return the event that says how it ended."""
+        try:
+            while True:
+                self._on_frame(sock, _frame(await ws.get_message()))
+        except trio_websocket.ConnectionClosed as exc:
+            reason = exc.reason
+            return SocketClosed(sock, retry_after=_retry_after(reason.reason if reason else None))
+        except ProtocolError as exc:
+            log.warning("socket %d: the server broke the protocol (%s); closing it", sock, exc)
+            return SocketClosed(sock)
+
+    async def _write(self, ws: trio_websocket.WebSocketConnection,
+                     frames: trio.MemoryReceiveChannel[str]) -> None:
+        """Send queued frames; a closed socket is the reader's to report."""
+        try:
+            async for frame in frames:
+                await ws.send_message(frame)
+        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+            pass
+
+    def _on_frame(self, sock: int, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "auth_ok":
+            self._apply_quietly(AuthAccepted(sock))
+        elif kind == "auth_rejected":
+            message = frame.get("message") if isinstance(frame.get("message"), str) else None
+            error = errors.AUTH_REJECTED.exception(str(message or ""))
+            self._apply_quietly(AuthRejected(sock, error))
+        elif kind == "pong":
+            self._apply_quietly(PongReceived(sock))
+        elif kind == "throttle":
+            active = _field(frame, "active", bool)
+            self._apply_quietly(ThrottleStarted(sock) if active else ThrottleLifted(sock))
+        elif kind == "message":
+            message = Message(_field(frame, "id", int), _field(frame, "sender", str),
+                              _field(frame, "receiver", str), _field(frame, "text", str),
+                              float(_field(frame, "sent_at", (int, float))))
+            self._inbox_send.send_nowait(message)
+        elif kind in ("sent", "error"):
+            ref = frame.get("ref")
+            pending = self._sends.get(ref) if isinstance(ref, int) else None
+            if pending is None:
+                return
+            if kind == "sent":
+                pending.result = Message(_field(frame, "id", int), self._model.user or "", pending.receiver,
+                                         pending.text, float(_field(frame, "sent_at", (int, float))))
+            else:
+                pending.result = CometChatException(
+                    str(frame.get("code", "ERR_SEND_FAILED")),
+                    str(frame.get("message", "The server refused the message.")), "Check the receiver's uid.")
+            pending.done.set()
+        else:
+            raise ProtocolError(f"unknown frame type {kind!r}")
+
+    # --- Life and death -----------------------------------------------------------------------
+    def _restore(self) -> None:
+        stored = self._store.load(self.app_id)
+        if stored is not None:
+            self._token = stored.auth_token
+            self._apply(SessionRestored(stored.uid))  # L2
+
+    def _close(self) -> None:
+        """The app exits: sockets and timers end; listeners hear nothing more."""
+        self._closed = True
+        self._listeners.clear()
+        for entry in self._sockets.values():
+            entry.scope.cancel()
+        self._sockets.clear()
+        for _, scope in self._timers.values():
+            scope.cancel()
+        self._timers.clear()
+        self._inbox_send.close()
+        for w in self._waiters:
+            w.error = errors.CLIENT_CLOSED.exception()
+            w.done.set()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.CLIENT_CLOSED.exception()
+
+
+def _require_str(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value:
+        raise errors.BAD_ARGUMENTS.exception(f"{name} must not be empty")
+
+
+@asynccontextmanager
+async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Path | str | None = None,
+                      connector: Connector | None = None,
+                      random: Callable[[], float] | None = None) -> AsyncIterator[Client]:
+    """A live client for `app_id` against the server at `url` (see docs/protocol.md).
+
+    Invalid settings raise L3's error here. A session stored by an earlier run is restored
+    (L2): auto mode connects on its own, manual mode waits for `connect()`. `store` is the
+    directory of the session files (default: the user's data directory).
+    """
+    init(app_id, settings)
+    connect = connector or url_connector(url, connect_timeout=settings.connect_timeout)
+    try:
+        async with trio.open_nursery() as nursery:
+            client = Client(app_id, settings, connector=connect, store=SessionStore(store), nursery=nursery,
+                            random=random)
+            client._restore()
+            try:
+                yield client
+            finally:
+                client._close()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the block's own exception, not a group around it
+        raise single_exception(group) from None

@@ -1,0 +1,87 @@
+"""The stored login (L1, L2): one small file per app id, written atomically, owner-only.
+
+A damaged or unreadable file must never stop an app from starting: it reads as "no session"
+with a warning, and the next login overwrites it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+log = logging.getLogger("cometchat_fsm.session")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    uid: str
+    auth_token: str
+
+    def __repr__(self) -> str:  # the token is a secret: never in logs or reprs
+        return f"StoredSession(uid={self.uid!r}, auth_token=<hidden>)"
+
+
+def default_directory() -> Path:
+    return Path(platformdirs.user_data_dir("cometchat-fsm", appauthor=False)) / "sessions"
+
+
+class SessionStore:
+    """Sessions under `directory` (default: the user's data directory), one file per app id."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_directory()
+
+    def path_for(self, app_id: str) -> Path:
+        # App ids are free text: keep a readable prefix and make the name unique with a hash.
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", app_id)[:40]
+        digest = hashlib.sha256(app_id.encode()).hexdigest()[:12]
+        return self.directory / f"{safe}-{digest}.json"
+
+    def load(self, app_id: str) -> StoredSession | None:
+        path = self.path_for(app_id)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot read the stored session %s (%s); starting logged out", path, exc)
+            return None
+        try:
+            data = json.loads(text)
+            uid, token = data["uid"], data["auth_token"]
+            if not isinstance(uid, str) or not isinstance(token, str) or not uid or not token:
+                raise ValueError("uid and auth_token must be non-empty strings")
+            if data.get("app_id") != app_id:
+                raise ValueError("the file belongs to another app id")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("the stored session %s is damaged (%s); starting logged out", path, exc)
+            return None
+        return StoredSession(uid, token)
+
+    def save(self, app_id: str, session: StoredSession) -> None:
+        """Write atomically (temporary file + rename), readable by its owner only (0600)."""
+        path = self.path_for(app_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        payload = json.dumps({"app_id": app_id, "uid": session.uid, "auth_token": session.auth_token})
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".session-", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, app_id: str) -> None:
+        self.path_for(app_id).unlink(missing_ok=True)
