@@ -55,7 +55,25 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Explore the state space and check every rule.")
     check.add_argument("--profile", choices=PROFILES, default="ci", help="how hard to look (default: ci)")
     check.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default: 0)")
+
+    serve = commands.add_parser("serve", help="run the reference server until Ctrl-C",
+                                description="Run the reference server (docs/protocol.md) until Ctrl-C.")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=0, metavar="N", help="port (default: 0, a free one)")
+    serve.add_argument("--user", dest="users", action="extend", nargs="+", default=[], metavar="UID",
+                       help="create these users (repeatable)")
+    serve.add_argument("--auth-key", default=None, metavar="KEY", help="the app's auth key (default: random)")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {port}")
+    return port
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -109,6 +127,36 @@ def _check(args: argparse.Namespace) -> int:
     return run_check(profile=args.profile, seed=args.seed, out=sys.stdout)
 
 
+async def _until_interrupted() -> None:
+    """Block until Ctrl-C; a seam so that tests can stop `serve` at once."""
+    import trio
+
+    await trio.sleep_forever()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import trio  # imported late, like Hypothesis: only `serve` needs the network stack
+
+    from .server import LOGIN_PATH, SOCKET_PATH, serve_reference
+
+    async def run() -> None:
+        async with serve_reference(args.host, args.port, auth_key=args.auth_key, users=args.users) as server:
+            print(f"serving {server.url} (login: {LOGIN_PATH}, realtime socket: {SOCKET_PATH})")
+            print(f"auth key: {server.auth_key}")
+            print(f"users: {', '.join(sorted(server.users)) or '(none: pass --user UID)'}", flush=True)
+            await _until_interrupted()
+
+    try:
+        trio.run(run)
+    except KeyboardInterrupt:
+        print("server stopped")
+    except OSError as exc:
+        print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return USAGE_ERROR
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
@@ -118,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             return _diagram(args)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "serve":
+            return _serve(args)
         return _check(args)
     except CometChatException as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
