@@ -18,6 +18,7 @@ from .simulation import Simulation
 PROG = "cometchat-fsm"
 REPO = Path(__file__).resolve().parent.parent
 DIAGRAMS = REPO / "diagrams"
+VECTORS = REPO / "specs" / "vectors"
 README = REPO / "README.md"
 PROFILES = ("quick", "demo", "ci", "thorough")
 USAGE_ERROR = 2
@@ -55,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Explore the state space and check every rule.")
     check.add_argument("--profile", choices=PROFILES, default="ci", help="how hard to look (default: ci)")
     check.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default: 0)")
+
+    trace = commands.add_parser(
+        "check-trace", help="check a recorded trace (JSON Lines) against the rules",
+        description="Replay a trace's inputs into the documented behaviour and compare every "
+                    "observation (specs/trace-format.md). Exit 0: conforms; 1: a divergence; 2: malformed.")
+    trace.add_argument("file", type=Path, metavar="FILE", help="the trace, one JSON object per line")
+    trace.add_argument("--tolerance", type=float, default=0.5, metavar="SECONDS",
+                       help="how far an observation's time may be off (default: 0.5)")
+
+    vectors = commands.add_parser(
+        "vectors", help="write the conformance vectors (traces with expected observations)",
+        description="Export traces that together exercise every rule and every row of the table.")
+    vectors.add_argument("dir", type=Path, nargs="?", default=VECTORS, metavar="DIR",
+                         help=f"where to write them (default: {VECTORS})")
+    vectors.add_argument("--check", action="store_true",
+                         help="write nothing; exit 1 if the vectors in DIR are missing or stale")
 
     serve = commands.add_parser("serve", help="run the reference server until Ctrl-C",
                                 description="Run the reference server (docs/protocol.md) until Ctrl-C.")
@@ -121,6 +138,46 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_trace(args: argparse.Namespace) -> int:
+    from .conformance.tracecheck import check_trace
+    from .specs import load_specs
+    from .trace import TraceError, read
+
+    if not args.tolerance >= 0:
+        print(f"{PROG} check-trace: --tolerance must be a number of seconds >= 0", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        trace = read(args.file)
+    except TraceError as exc:
+        print(f"{PROG} check-trace: {args.file}: {exc.message}", file=sys.stderr)
+        return USAGE_ERROR
+    verdict = check_trace(trace, load_specs(), tolerance=args.tolerance)
+    if verdict.divergence is None:
+        print(f"pass: {args.file} ({verdict.inputs} inputs, {verdict.observations} observations, "
+              f"tolerance {args.tolerance} s)")
+        return 0
+    print(f"FAIL: {args.file}: {verdict.divergence}")
+    return 1
+
+
+def _vectors(args: argparse.Namespace) -> int:
+    from .conformance.vectors import generate, stale, write
+    from .specs import load_specs
+
+    files = generate(load_specs())
+    if args.check:
+        bad = stale(args.dir, files)
+        if bad:
+            print(f"stale vectors in {args.dir}: {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}; "
+                  f"run `{PROG} vectors`")
+            return 1
+        print(f"{len(files) - 1} vectors are up to date")
+        return 0
+    write(args.dir, files)
+    print(f"wrote {len(files) - 1} vectors and index.json to {args.dir}")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .conformance import run_check  # imported late: Hypothesis is slow to import
 
@@ -168,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "check-trace":
+            return _check_trace(args)
+        if args.command == "vectors":
+            return _vectors(args)
         return _check(args)
     except CometChatException as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -67,7 +67,8 @@ from .model import ClientModel
 from .session_store import SessionStore, StoredSession
 from .settings import AppSettings, init
 from .simulation import SUCCESS_CONNECT, SUCCESS_DISCONNECT, SUCCESS_PING
-from .states import LIVE, ON_CONNECTION_ERROR, ConnectionStatus, Phase
+from .states import LIVE, ON_CONNECTION_ERROR, STATUS_OF_NOTIFICATION, ConnectionStatus, Phase
+from .trace import TraceRecorder
 
 log = logging.getLogger("cometchat_fsm.client")
 
@@ -164,8 +165,10 @@ class Client:
     """A CometChat-style client. Get one from `open_client`; every call is documented there."""
 
     def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
-                 nursery: trio.Nursery, random: Callable[[], float] | None = None) -> None:
+                 nursery: trio.Nursery, random: Callable[[], float] | None = None,
+                 trace: TraceRecorder | None = None) -> None:
         self.app_id = app_id
+        self._trace = trace
         self.settings = settings
         self._connect_to = connector
         self._store = store
@@ -230,7 +233,8 @@ class Client:
             raise errors.LOGIN_IN_PROGRESS.exception()
         if self._model.user == uid and self._model.phase is not Phase.LOGGING_IN:
             return User(uid)  # D10: same user, nothing to do
-        self._apply(Login(uid))  # raises ERR_LOGIN_IN_PROGRESS (D10); logs a different user out
+        # Raises ERR_LOGIN_IN_PROGRESS (D10); logs a different user out first.
+        self._call("login", Login(uid), uid=uid)
         self._token = None
         self._logins += 1
         mine = self._logins
@@ -260,7 +264,7 @@ class Client:
             raise errors.LOGIN_CANCELLED.exception()
         if self._model.user == uid:
             return User(uid)
-        self._apply(Login(uid))
+        self._call("login", Login(uid), uid=uid)
         self._token = fresh
         self._apply(LoginVerified())
         return User(uid)
@@ -295,13 +299,13 @@ class Client:
         """D9: close everything, forget the stored session."""
         self._check_open()
         self._logins += 1  # a login still waiting for its answer is void
-        self._apply(Logout())
+        self._call("logout", Logout())
         self._token = None
 
     async def connect(self) -> str:
         """Open the socket (M1, D4); return E2's message, or raise why the attempt failed."""
         self._check_open()
-        self._apply(Connect())
+        self._call("connect", Connect())
         phase = self._model.phase
         if phase in LIVE:
             return SUCCESS_CONNECT
@@ -319,31 +323,31 @@ class Client:
     async def disconnect(self) -> str:
         """D1: close the socket, stop every retry and timer."""
         self._check_open()
-        self._apply(Disconnect())
+        self._call("disconnect", Disconnect())
         return SUCCESS_DISCONNECT
 
     async def ping(self) -> str:
         """M3: tell the server the app is alive; in manual background mode, renews the window."""
         self._check_open()
-        self._apply(Ping())
+        self._call("ping", Ping())
         return SUCCESS_PING
 
     # --- Platform signals ---------------------------------------------------------------------
     def enter_background(self) -> None:
-        self._signal(EnterBackground())
+        self._signal("enter_background", EnterBackground())
 
     def enter_foreground(self) -> None:
-        self._signal(EnterForeground())
+        self._signal("enter_foreground", EnterForeground())
 
     def network_lost(self) -> None:
-        self._signal(NetworkLost())
+        self._signal("network_lost", NetworkLost())
 
     def network_restored(self) -> None:
-        self._signal(NetworkRestored())
+        self._signal("network_restored", NetworkRestored())
 
-    def _signal(self, event: Event) -> None:
+    def _signal(self, name: str, event: Event) -> None:
         self._check_open()
-        self._apply(event)
+        self._call(name, event)
 
     # --- Messages -----------------------------------------------------------------------------
     async def send_message(self, receiver_uid: str, text: str) -> Message:
@@ -377,6 +381,16 @@ class Client:
         return self._inbox.__aiter__()
 
     # --- Carrying out the core's effects ------------------------------------------------------
+    def _call(self, name: str, event: Event, **args: Any) -> None:
+        """An app call or platform signal: noted in the trace (if recording), then applied."""
+        noted = self._trace.input(trio.current_time(), name, **args) if self._trace is not None else -1
+        try:
+            self._apply(event)
+        except CometChatException as exc:
+            if self._trace is not None:
+                self._trace.failed(noted, exc.code)
+            raise
+
     def _apply(self, event: Event) -> None:
         """Hand `event` to the core and carry out its effects in order. An effect that leads to
         another event (a listener calling the client) queues behind the ones already due."""
@@ -441,6 +455,11 @@ class Client:
             log.warning("the session store could not be written (%s); the login lasts until exit", exc)
 
     def _notify(self, name: str, error: CometChatException | None) -> None:
+        if self._trace is not None:
+            now = trio.current_time()
+            self._trace.notify(now, name)
+            if name in STATUS_OF_NOTIFICATION:
+                self._trace.status(now, STATUS_OF_NOTIFICATION[name])
         for listener_id, listener in list(self._listeners.items()):
             method = getattr(listener, name, None)
             if method is None:
@@ -584,20 +603,21 @@ def _require_str(name: str, value: object) -> None:
 
 @asynccontextmanager
 async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Path | str | None = None,
-                      connector: Connector | None = None,
-                      random: Callable[[], float] | None = None) -> AsyncIterator[Client]:
+                      connector: Connector | None = None, random: Callable[[], float] | None = None,
+                      trace: TraceRecorder | None = None) -> AsyncIterator[Client]:
     """A live client for `app_id` against the server at `url` (see docs/protocol.md).
 
     Invalid settings raise L3's error here. A session stored by an earlier run is restored
     (L2): auto mode connects on its own, manual mode waits for `connect()`. `store` is the
-    directory of the session files (default: the user's data directory).
+    directory of the session files (default: the user's data directory). With `trace`, the
+    client notes its inputs, notifications and statuses for `cometchat-fsm check-trace`.
     """
     init(app_id, settings)
     connect = connector or url_connector(url, connect_timeout=settings.connect_timeout)
     try:
         async with trio.open_nursery() as nursery:
             client = Client(app_id, settings, connector=connect, store=SessionStore(store), nursery=nursery,
-                            random=random)
+                            random=random, trace=trace)
             client._restore()
             try:
                 yield client

@@ -161,6 +161,15 @@ TABLE: tuple[Row, ...] = (
 
 TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(r.trigger for r in TABLE))
 
+
+def row_index(model: ClientModel, trigger: str, table: Sequence[Row] = TABLE) -> int | None:
+    """Which row `trigger` would take from the model's phase now (None: no row applies)."""
+    for k, r in enumerate(table):
+        if r.trigger == trigger and model.state in r.source and all(
+                not getattr(model, c[4:])() if c.startswith("not ") else getattr(model, c)() for c in r.when):
+            return k
+    return None
+
 TIMER_TRIGGERS: dict[Timer, str] = {
     Timer.WINDOW: "window_expired",
     Timer.RETRY: "retry_due",

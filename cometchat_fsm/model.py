@@ -29,7 +29,7 @@ from .effects import (
 )
 from .errors import CometChatException
 from .events import Event, Timer
-from .lifecycle import ROUTES, shared_machine
+from .lifecycle import ROUTES, row_index, shared_machine
 from .settings import AppSettings, Mode
 from .states import (
     NOTIFICATION_OF_STATUS,
@@ -69,6 +69,8 @@ class ClientModel:
         # The process-wide source by default: a Random per client would be 85% of its memory.
         self.random = random if random is not None else _random.random
         self.outbox: list[Effect] = []
+        #: When a list: every trigger handled and the index of the TABLE row it took (coverage).
+        self.fired: list[tuple[str, int | None]] | None = None
         # The Machine is shared and holds no reference to its models: it is only the table.
         # `add_model` would bind ~55 helper methods to every client (19 KiB instead of ~3).
         self.machine = machine if machine is not None else shared_machine()
@@ -95,6 +97,8 @@ class ClientModel:
             rows = events.get(trigger)
             if rows is None or before.name not in rows.transitions:
                 continue  # no row for this trigger in this phase: nothing happens (and nothing logs)
+            if self.fired is not None:
+                self.fired.append((trigger, row_index(self, trigger)))
             rows.trigger(self)
             if self.state is not before:
                 status = STATUS_OF_PHASE[self.state]

@@ -197,7 +197,9 @@ class Simulation:
         self.server.silent.clear()
         self._timers.clear()
         self._queue.clear()  # timers and in-flight answers belonged to the dead process
+        fired = self.model.fired
         self.model = self._new_model()
+        self.model.fired = fired  # coverage recording goes on across the restart
         if network is Network.OFFLINE:
             self._feed(NetworkLost())
         if self.stored_user is not None:

@@ -66,6 +66,9 @@ NOTIFICATION_OF_STATUS: dict[ConnectionStatus, str] = {
     ConnectionStatus.DISCONNECTED: "on_disconnected",
     ConnectionStatus.FEATURE_THROTTLED: "on_feature_throttled",
 }
+#: The status string a status notification announces (for traces).
+STATUS_OF_NOTIFICATION: dict[str, str] = {
+    name: status.value for status, name in NOTIFICATION_OF_STATUS.items()}
 ON_CONNECTION_ERROR = "on_connection_error"
 NOTIFICATION_NAMES = (*NOTIFICATION_OF_STATUS.values(), ON_CONNECTION_ERROR)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..specs import Specs
@@ -39,6 +40,9 @@ class Note:
     time_us: int
     name: str
     rule: str
+    #: How much later an implementation may show it: set where the time depends on random
+    #: retry delays after silent failed attempts (D6b), which no observation reveals.
+    slack_us: int = 0
 
 
 @dataclass
@@ -78,9 +82,18 @@ class Oracle:
     _queue: list[tuple[int, int, str, int]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _timer_seq: dict[str, int] = field(default_factory=dict)
+    #: The uniform draw behind each retry delay; default: `random.Random(seed)` like the
+    #: Simulation. The trace checker passes the largest draw and fires retries when a trace shows them.
+    draw: Callable[[], float] | None = None
+    #: Every status change: (time in us, status), for checking observed statuses.
+    status_log: list[tuple[int, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        if self.draw is None:
+            self.draw = self.rng.random
+        self._retry_armed_at = 0
+        self.after_failures = False
         c = self.specs.constants
         self.window_us = round(c.background_window.value * US)
         self.keepalive_us = round(c.keepalive_interval.value * US)
@@ -97,6 +110,7 @@ class Oracle:
         """D11: one notification per change, none for the same status."""
         if status != self.status:
             self.status = status
+            self.status_log.append((self.now, status))
             name = {"connecting": "on_connecting", "connected": "on_connected",
                     "disconnected": "on_disconnected", "featureThrottled": "on_feature_throttled"}[status]
             self.notes.append(Note(self.now, name, rule))
@@ -156,11 +170,13 @@ class Oracle:
     def _schedule_retry(self, hint: float | None) -> None:
         """D6a: the n-th retry waits U[0, min(cap, base x 2^n)]; a retry-after hint is a floor."""
         ceiling = min(self.cap, self.base * 2.0 ** min(self.retries, 64))
-        delay = self.rng.random() * ceiling
+        assert self.draw is not None
+        delay = self.draw() * ceiling
         if hint is not None and hint > delay:
             delay = hint
             self.hit("D6")
         self.retries += 1
+        self._retry_armed_at = self.now
         self._arm("retry", round(delay * US))
         self.hit("D6a")
 
@@ -203,6 +219,13 @@ class Oracle:
             if error.code == code:
                 return Expected(error_code=code, error_details=error.details)
         raise KeyError(f"specs/api.toml has no {code} for {method}")
+
+    def init(self, app_id: str, region: str) -> Expected:
+        """L3: an empty app id or a region CometChat does not serve fails init."""
+        self.hit("L3")
+        if not app_id.strip() or region.strip().lower() not in ("us", "eu", "in"):
+            return self.refuse("init", "ERR_CHAT_API_FAILURE")
+        return self.api("init")
 
     def login(self, uid: str) -> Expected:
         if self.login_pending is not None:
@@ -351,6 +374,7 @@ class Oracle:
         self.user = self.login_pending = None
         self.foreground = True
         self.status = "disconnected"  # a new process: no listener is told about the old one
+        self.status_log.append((self.now, "disconnected"))
         if self.stored is not None:
             self.user = self.stored
             self._after_login("L2")
@@ -384,6 +408,20 @@ class Oracle:
 
     def server_overloaded(self, retry_after: float | None) -> None:
         self.server.overloaded = retry_after
+
+    def fire_retry_now(self) -> bool:
+        """Start the pending retry at this instant (an implementation drew a shorter delay than
+        the largest allowed); False when no retry is pending."""
+        if "retry" not in self.deadlines:
+            return False
+        self._disarm("retry")
+        self._timer("retry")
+        return True
+
+    def retry_window(self) -> tuple[int, int] | None:
+        """When the pending retry was armed and the latest it may start (us), if one is pending."""
+        due = self.deadlines.get("retry")
+        return None if due is None else (self._retry_armed_at, due)
 
     # --- Time -----------------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:
@@ -422,6 +460,9 @@ class Oracle:
                 self.attempt, self.socket_up = False, True
                 self.retries = 0
                 self.set_status("connected", "D5")
+                if self.after_failures and self.notes and self.notes[-1].name == "on_connected":
+                    self.notes[-1].slack_us = round((self.cap + self.attempt_us / US) * US)
+                self.after_failures = False
                 self._arm("keepalive", self.keepalive_us)
                 if self.server.throttle:
                     self._set_throttled(True)
@@ -437,7 +478,9 @@ class Oracle:
             self.hit("D2")
             self.hit("M5")
         elif timer == "retry":
-            self._start_attempt("D6b")
+            self.after_failures = self.status == "connecting"  # earlier attempts failed silently
+            self._start_attempt("D6a")  # a retry at the latest moment D6a allows
+            self.hit("D6b")
             self.hit("D6")
         elif timer == "keepalive":
             if not self.server.silent:

@@ -1,0 +1,244 @@
+"""Recorded traces: what a client implementation was told and what it showed, as JSON Lines.
+
+Any implementation, in any language, can write one; `cometchat-fsm check-trace` replays its
+inputs into the documented behaviour and compares every observation. The format is written
+down in specs/trace-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CometChatException
+
+#: Input name -> its arguments and their JSON types (None allowed where listed).
+INPUTS: dict[str, dict[str, tuple[type, ...]]] = {
+    "init": {"app_id": (str,), "region": (str,)},
+    "login": {"uid": (str,)},
+    "logout": {},
+    "connect": {},
+    "disconnect": {},
+    "ping": {},
+    "enter_background": {},
+    "enter_foreground": {},
+    "network_lost": {},
+    "network_restored": {},
+    "restart": {},
+    "server_drop": {},
+    "server_silent": {},
+    "server_reject_auth": {"flag": (bool,)},
+    "server_throttle": {"flag": (bool,)},
+    "server_latency": {"seconds": (int, float)},
+    "server_overloaded": {"retry_after": (int, float, type(None))},
+}
+STATUSES = ("connecting", "connected", "disconnected", "featureThrottled")
+NOTIFICATIONS = ("on_connecting", "on_connected", "on_disconnected", "on_feature_throttled",
+                 "on_connection_error")
+SETTINGS = ("max_reconnect_attempts",)
+
+
+class TraceError(CometChatException):
+    """A malformed trace; `.line` is the 1-based line number."""
+
+    def __init__(self, line: int, what: str) -> None:
+        super().__init__("ERR_BAD_TRACE", f"line {line}: {what}",
+                         "specs/trace-format.md describes the format.", reason=what)
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    t: float
+    name: str
+    args: dict[str, Any]
+    line: int = 0
+    error: str | None = None  # the error code the call raised, where the recorder noted it
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    t: float
+    status: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    t: float
+    name: str
+    line: int = 0
+
+
+Item = Input | Status | Notify
+
+
+@dataclass
+class Trace:
+    mode: str
+    items: list[Item] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    def lines(self) -> list[str]:
+        head: dict[str, Any] = {"mode": self.mode}
+        if self.settings:
+            head["settings"] = self.settings
+        if self.name:
+            head["name"] = self.name
+        out = [json.dumps(head)]
+        for item in self.items:
+            match item:
+                case Input(t=t, name=name, args=args, error=error):
+                    row: dict[str, Any] = {"t": t, "input": name}
+                    if args:
+                        row["args"] = args
+                    if error:
+                        row["error"] = error
+                    out.append(json.dumps(row))
+                case Status(t=t, status=status):
+                    out.append(json.dumps({"t": t, "status": status}))
+                case Notify(t=t, name=name):
+                    out.append(json.dumps({"t": t, "notify": name}))
+        return out
+
+    def dumps(self) -> str:
+        return "\n".join(self.lines()) + "\n"
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse(text: str) -> Trace:
+    """Read a trace; raise TraceError naming the first bad line and what is wrong with it."""
+    trace: Trace | None = None
+    last = -math.inf
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise TraceError(n, f"not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise TraceError(n, "each line must be a JSON object")
+        if trace is None:
+            trace = _header(n, row)
+            continue
+        item = _item(n, row)
+        if item.t < last:
+            raise TraceError(n, f"time goes backwards ({item.t} after {last})")
+        last = item.t
+        trace.items.append(item)
+    if trace is None:
+        raise TraceError(1, 'empty trace: the first line must be a header like {"mode": "auto"}')
+    return trace
+
+
+def _header(n: int, row: dict[str, Any]) -> Trace:
+    unknown = set(row) - {"mode", "settings", "name"}
+    if unknown:
+        raise TraceError(n, f"the header has unknown keys {sorted(unknown)} (known: mode, settings, name)")
+    if row.get("mode") not in ("auto", "manual"):
+        raise TraceError(n, f'the header needs "mode": "auto" or "manual", not {row.get("mode")!r}')
+    settings = row.get("settings", {})
+    if not isinstance(settings, dict) or set(settings) - set(SETTINGS):
+        raise TraceError(n, f"settings may only hold {', '.join(SETTINGS)}")
+    limit = settings.get("max_reconnect_attempts")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise TraceError(n, "max_reconnect_attempts must be a whole number >= 0 or null")
+    name = row.get("name", "")
+    if not isinstance(name, str):
+        raise TraceError(n, "name must be a string")
+    return Trace(row["mode"], [], dict(settings), name)
+
+
+def _item(n: int, row: dict[str, Any]) -> Item:
+    t = row.get("t")
+    if not _number(t):
+        raise TraceError(n, f'"t" must be a number of seconds, not {t!r}')
+    assert isinstance(t, (int, float))
+    kinds = [k for k in ("input", "status", "notify") if k in row]
+    if len(kinds) != 1:
+        raise TraceError(n, 'a line has exactly one of "input", "status", "notify" besides "t"')
+    kind = kinds[0]
+    if kind == "status":
+        if set(row) != {"t", "status"} or row["status"] not in STATUSES:
+            raise TraceError(n, f"status must be one of {', '.join(STATUSES)}, not {row.get('status')!r}")
+        return Status(float(t), row["status"], n)
+    if kind == "notify":
+        if set(row) != {"t", "notify"} or row["notify"] not in NOTIFICATIONS:
+            raise TraceError(n, f"notify must be one of {', '.join(NOTIFICATIONS)}, "
+                                f"not {row.get('notify')!r}")
+        return Notify(float(t), row["notify"], n)
+    name = row["input"]
+    if name not in INPUTS:
+        raise TraceError(n, f"unknown input {name!r}; accepted: {', '.join(INPUTS)}")
+    unknown = set(row) - {"t", "input", "args", "error"}
+    if unknown:
+        raise TraceError(n, f"unknown keys {sorted(unknown)}")
+    args = row.get("args", {})
+    if not isinstance(args, dict):
+        raise TraceError(n, '"args" must be an object')
+    spec = INPUTS[name]
+    if set(args) != set(spec):
+        raise TraceError(n, f"{name} takes args {sorted(spec) or 'none'}, got {sorted(args)}")
+    for key, kinds_ok in spec.items():
+        value = args[key]
+        if not isinstance(value, kinds_ok) or (isinstance(value, bool) and bool not in kinds_ok):
+            raise TraceError(n, f"{name}: {key} has the wrong type ({value!r})")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                not math.isfinite(value) or value < 0):
+            raise TraceError(n, f"{name}: {key} must be a finite number >= 0")
+        if key == "uid" and not value:
+            raise TraceError(n, "login: uid must not be empty")
+    error = row.get("error")
+    if error is not None and not isinstance(error, str):
+        raise TraceError(n, '"error" must be an error code string')
+    return Input(float(t), name, dict(args), n, error)
+
+
+def read(path: Path) -> Trace:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TraceError(1, f"cannot read {path}: {exc}") from None
+    return parse(text)
+
+
+class TraceRecorder:
+    """Builds a trace as things happen; a live client (`open_client(trace=...)`) and a test
+    harness (for the server's faults) write into the same one."""
+
+    def __init__(self, mode: str, *, settings: dict[str, Any] | None = None, name: str = "") -> None:
+        self.trace = Trace(mode, [], dict(settings or {}), name)
+
+    def input(self, t: float, name: str, **args: Any) -> int:
+        """Note an input; returns its index, for `failed`."""
+        self.trace.items.append(Input(t, name, args))
+        return len(self.trace.items) - 1
+
+    def failed(self, index: int, code: str) -> None:
+        """The input at `index` raised the error `code`."""
+        item = self.trace.items[index]
+        assert isinstance(item, Input)
+        self.trace.items[index] = Input(item.t, item.name, item.args, item.line, code)
+
+    def status(self, t: float, status: str) -> None:
+        self.trace.items.append(Status(t, status))
+
+    def notify(self, t: float, name: str) -> None:
+        self.trace.items.append(Notify(t, name))
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.trace.dumps(), encoding="utf-8")
+
+
+def merge(items: Iterable[Item]) -> list[Item]:
+    """Items in time order, keeping the order of equal times (stable)."""
+    return sorted(items, key=lambda i: i.t)
