@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from transitions import Machine
 
+from . import errors
 from .effects import (
     AttemptEnded,
     CancelTimer,
@@ -31,7 +32,7 @@ from .effects import (
     StartTimer,
     StoreSession,
 )
-from .errors import CometChatException, ErrorSpec
+from .errors import CometChatException
 from .events import (
     AuthAccepted,
     AuthRejected,
@@ -60,11 +61,7 @@ from .states import LIVE, AppState, ConnectionStatus, Network, Phase
 
 US = 1_000_000  # microseconds per second
 
-INVALID_ARGUMENT = ErrorSpec(
-    "ERR_INVALID_ARGUMENT",
-    "An argument has the wrong type or value.",
-    "See the method's documentation for the accepted values.",
-)
+INVALID_ARGUMENT = errors.BAD_ARGUMENTS
 SUCCESS_CONNECT = "Web socket connection successful"  # E2
 SUCCESS_DISCONNECT = "Web socket disconnection successful"
 SUCCESS_PING = "ping successful"
