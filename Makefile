@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/cometchat-fsm check --profile demo
-	$(BIN)/cometchat-fsm simulate --manual "login alice; connect; background; wait 29; ping; wait 29; wait 2"
+	$(BIN)/cometchat-fsm demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

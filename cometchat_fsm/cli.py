@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     vectors.add_argument("--check", action="store_true",
                          help="write nothing; exit 1 if the vectors in DIR are missing or stale")
 
+    demo = commands.add_parser(
+        "demo", help="run two live clients through a scripted day on loopback, checking every rule",
+        description="Two users (auto and manual mode) against the reference server and fault proxies on "
+                    "127.0.0.1, in virtual time: every documented behaviour, live and checked. Exit 1 if "
+                    "an expected status is not reached.")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the backoff jitter (default: 0)")
+
     serve = commands.add_parser("serve", help="run the reference server until Ctrl-C",
                                 description="Run the reference server (docs/protocol.md) until Ctrl-C.")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
@@ -214,6 +221,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import main as run_demo  # imported late, like `serve`: only it needs the network stack
+
+    return run_demo(seed=args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
@@ -225,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "demo":
+            return _demo(args)
         if args.command == "check-trace":
             return _check_trace(args)
         if args.command == "vectors":
