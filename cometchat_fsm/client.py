@@ -15,7 +15,7 @@ import logging
 import math
 import random as _random
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -604,13 +604,15 @@ def _require_str(name: str, value: object) -> None:
 @asynccontextmanager
 async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Path | str | None = None,
                       connector: Connector | None = None, random: Callable[[], float] | None = None,
-                      trace: TraceRecorder | None = None) -> AsyncIterator[Client]:
+                      trace: TraceRecorder | None = None,
+                      listeners: Mapping[str, object] | None = None) -> AsyncIterator[Client]:
     """A live client for `app_id` against the server at `url` (see docs/protocol.md).
 
     Invalid settings raise L3's error here. A session stored by an earlier run is restored
     (L2): auto mode connects on its own, manual mode waits for `connect()`. `store` is the
     directory of the session files (default: the user's data directory). With `trace`, the
     client notes its inputs, notifications and statuses for `cometchat-fsm check-trace`.
+    `listeners` are added before the stored session is restored, so they hear its notifications.
     """
     init(app_id, settings)
     connect = connector or url_connector(url, connect_timeout=settings.connect_timeout)
@@ -618,6 +620,8 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
         async with trio.open_nursery() as nursery:
             client = Client(app_id, settings, connector=connect, store=SessionStore(store), nursery=nursery,
                             random=random, trace=trace)
+            for listener_id, listener in (listeners or {}).items():
+                client.add_connection_listener(listener_id, listener)  # they hear the restore too
             client._restore()
             try:
                 yield client

@@ -206,10 +206,14 @@ async def test_stored_session_survives_a_restart(
             await c.login("bob", auth_key=server.auth_key)
         path = SessionStore(tmp_path).path_for("auto")
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-        async with client(server, AUTO, tmp_path, app_id="auto") as (c, _):  # L2: auto connects
+        heard = Recorder()
+        async with open_client("auto", AUTO, url=server.url, store=tmp_path,
+                               connector=memory_connector(server),
+                               listeners={"early": heard}) as c:  # L2: auto connects by itself
             await settle()
             assert c.get_logged_in_user() is not None
             assert c.get_connection_status() is ConnectionStatus.CONNECTED
+            assert heard.names == ["on_connecting", "on_connected"]  # heard from the start
         async with client(server, MANUAL, tmp_path, app_id="manual") as (c, _):  # L2: manual waits
             await settle()
             assert c.get_logged_in_user() is not None
