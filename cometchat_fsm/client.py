@@ -15,6 +15,7 @@ import logging
 import math
 import random as _random
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ from .settings import AppSettings, init
 from .simulation import SUCCESS_CONNECT, SUCCESS_DISCONNECT, SUCCESS_PING
 from .states import LIVE, ON_CONNECTION_ERROR, STATUS_OF_NOTIFICATION, ConnectionStatus, Phase
 from .trace import TraceRecorder
+from .wsclient import open_websocket
 
 log = logging.getLogger("cometchat_fsm.client")
 
@@ -101,12 +103,14 @@ class ProtocolError(Exception):
     """The server sent something docs/protocol.md does not allow."""
 
 
-def url_connector(url: str, *, connect_timeout: float, max_message_size: int = MAX_FRAME) -> Connector:
+def url_connector(url: str, *, connect_timeout: float, max_message_size: int = MAX_FRAME,
+                  ssl_context: ssl.SSLContext | None = None) -> Connector:
+    """Dial `url` (ws:// or wss://; certificates verified unless `ssl_context` says otherwise)."""
     base = url.rstrip("/")
 
     def connect(resource: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
-        return trio_websocket.open_websocket_url(base + resource, connect_timeout=connect_timeout,
-                                                 disconnect_timeout=2.0, max_message_size=max_message_size)
+        return open_websocket(base + resource, connect_timeout=connect_timeout,
+                              max_message_size=max_message_size, ssl_context=ssl_context)
     return connect
 
 
@@ -605,7 +609,8 @@ def _require_str(name: str, value: object) -> None:
 async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Path | str | None = None,
                       connector: Connector | None = None, random: Callable[[], float] | None = None,
                       trace: TraceRecorder | None = None,
-                      listeners: Mapping[str, object] | None = None) -> AsyncIterator[Client]:
+                      listeners: Mapping[str, object] | None = None,
+                      ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Client]:
     """A live client for `app_id` against the server at `url` (see docs/protocol.md).
 
     Invalid settings raise L3's error here. A session stored by an earlier run is restored
@@ -615,7 +620,8 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
     `listeners` are added before the stored session is restored, so they hear its notifications.
     """
     init(app_id, settings)
-    connect = connector or url_connector(url, connect_timeout=settings.connect_timeout)
+    connect = connector or url_connector(url, connect_timeout=settings.connect_timeout,
+                                         ssl_context=ssl_context)
     try:
         async with trio.open_nursery() as nursery:
             client = Client(app_id, settings, connector=connect, store=SessionStore(store), nursery=nursery,

@@ -41,6 +41,7 @@ from wsproto.utilities import LocalProtocolError
 
 from .errors import ErrorSpec
 from .groups import leaves, single_exception
+from .wsclient import hold_client_stream
 
 __all__ = [
     "LOGIN_PATH",
@@ -708,69 +709,6 @@ async def _serving(host: str, port: int, auth_key: str | None, max_connections: 
             logger.info("stopped serving on %s", server.url)
 
 
-# --- in-memory client side ------------------------------------------------------------------------
-
-
-class _EofWatch(trio.abc.Stream):
-    """A stream that says when it broke or its peer went away, so a handshake never waits on a dead
-    stream (trio-websocket's `wrap_client_stream` would)."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
-        self.gone = trio.Event()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        try:
-            data = await self._stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.gone.set()
-            raise
-        if not data:
-            self.gone.set()
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.gone.set()
-            raise
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        self.gone.set()
-        await self._stream.aclose()
-
-
-async def _run_client(stream: trio.abc.Stream, resource: str, message_queue_size: int, *,
-                      task_status: trio.TaskStatus[WebSocketConnection] = trio.TASK_STATUS_IGNORED) -> None:
-    """Hold the client connection's reader for as long as the connection lives."""
-    watched = _EofWatch(stream)
-    try:
-        async with trio.open_nursery() as inner:
-            opened: list[WebSocketConnection] = []
-            waiting = trio.CancelScope()
-
-            async def handshake() -> None:
-                # wrap_client_stream is annotated for sockets but works on any trio Stream.
-                opened.append(await trio_websocket.wrap_client_stream(
-                    inner, cast(trio.SocketStream, watched), "127.0.0.1", resource,
-                    message_queue_size=message_queue_size, max_message_size=MAX_FRAME_BYTES))
-                waiting.cancel()
-
-            inner.start_soon(handshake)
-            with waiting:
-                await watched.gone.wait()
-            await trio.lowlevel.checkpoint()  # let a handshake that completed first report it
-            if not opened:
-                raise trio_websocket.HandshakeError("the server closed the stream before the handshake")
-            task_status.started(opened[0])
-    except BaseExceptionGroup as group:
-        raise single_exception(group) from None
-
-
 async def connect_in_memory(server: ReferenceServer, nursery: trio.Nursery, resource: str, *,
                             message_queue_size: int = 16) -> WebSocketConnection:
     """Open a client WebSocket to `server` over an in-memory stream pair (virtual time, no sockets).
@@ -782,6 +720,6 @@ async def connect_in_memory(server: ReferenceServer, nursery: trio.Nursery, reso
     client_end, server_end = trio.testing.memory_stream_pair()
     server._nursery.start_soon(server.serve_stream, server_end)
     connection: WebSocketConnection = await nursery.start(
-        _run_client, client_end, resource, message_queue_size)
+        hold_client_stream, client_end, "127.0.0.1", resource, message_queue_size, MAX_FRAME_BYTES)
     return connection
 

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
 
 from cometchat_fsm import cli
-from cometchat_fsm import server as server_module
 from cometchat_fsm.errors import CometChatException
 from cometchat_fsm.server import (
     LOGIN_PATH,
@@ -30,6 +29,7 @@ from cometchat_fsm.server import (
     connect_in_memory,
     serve_reference,
 )
+from cometchat_fsm.wsclient import hold_client_stream
 
 BOUND = 30  # seconds, virtual in most tests: generous, since only a hang would reach it
 USERS = ("alice", "bob", "carol")
@@ -741,7 +741,7 @@ async def test_in_memory_handshake_on_a_dead_stream_raises(autojump_clock: trio.
             client, peer = trio.testing.memory_stream_pair()
             await peer.aclose()
             with pytest.raises(trio_websocket.HandshakeError):
-                await nursery.start(server_module._run_client, client, SOCKET_PATH, 16)
+                await nursery.start(hold_client_stream, client, "127.0.0.1", SOCKET_PATH, 16, 65536)
 
 
 async def test_garbage_instead_of_a_handshake(autojump_clock: trio.abc.Clock) -> None:
