@@ -25,6 +25,7 @@ import logging
 import math
 import re
 import secrets
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
@@ -222,6 +223,7 @@ class ReferenceServer:
             raise ValueError("max_connections must be >= 0")
         self.host = host
         self.port = port
+        self.scheme = "ws"  # "wss" when serving TLS
         #: The app's auth key; random unless given.
         self.auth_key = auth_key if auth_key is not None else secrets.token_urlsafe(24)
         self.max_connections = max_connections
@@ -243,7 +245,7 @@ class ReferenceServer:
     def url(self) -> str:
         """The base URL clients connect to, e.g. ws://127.0.0.1:8765 (add LOGIN_PATH / SOCKET_PATH)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     # --- users and tokens ---------------------------------------------------------------------
 
@@ -652,9 +654,12 @@ class ReferenceServer:
 
 
 async def _serve_listeners(server: ReferenceServer, listeners: list[trio.SocketListener],
-                           scope: trio.CancelScope) -> None:
+                           scope: trio.CancelScope, ssl_context: ssl.SSLContext | None) -> None:
+    serving: list[trio.abc.Listener[trio.abc.Stream]] = (
+        [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners]
+        if ssl_context is not None else list(listeners))
     with scope:
-        await trio.serve_listeners(server.serve_stream, listeners, handler_nursery=server._nursery)
+        await trio.serve_listeners(server.serve_stream, serving, handler_nursery=server._nursery)
 
 
 def _bound_address(listener: trio.SocketListener) -> tuple[str, int]:
@@ -664,16 +669,18 @@ def _bound_address(listener: trio.SocketListener) -> tuple[str, int]:
 
 @asynccontextmanager
 async def serve_reference(host: str = "127.0.0.1", port: int = 0, *, auth_key: str | None = None,
-                          max_connections: int | None = None,
-                          users: Iterable[str] = ()) -> AsyncIterator[ReferenceServer]:
+                          max_connections: int | None = None, users: Iterable[str] = (),
+                          ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[ReferenceServer]:
     """Run the reference server on `host:port` (a free port by default) for the block's duration.
+
+    With `ssl_context` (a server context holding the certificate) it serves TLS: `url` is wss://.
 
     On exit every connection is closed with 1001 (waiting at most a few seconds) and every
     task of the server ends. `max_connections` caps the open realtime sockets: beyond it a new
     socket is closed with 1013 'retry-after=1.0'. `users` are added before the first connection.
     """
     try:
-        async with _serving(host, port, auth_key, max_connections, users) as server:
+        async with _serving(host, port, auth_key, max_connections, users, ssl_context) as server:
             yield server
     except BaseExceptionGroup as group:  # strict nurseries wrap even the block's own exception
         raise single_exception(group) from None
@@ -681,7 +688,8 @@ async def serve_reference(host: str = "127.0.0.1", port: int = 0, *, auth_key: s
 
 @asynccontextmanager
 async def _serving(host: str, port: int, auth_key: str | None, max_connections: int | None,
-                   users: Iterable[str]) -> AsyncIterator[ReferenceServer]:
+                   users: Iterable[str],
+                   ssl_context: ssl.SSLContext | None) -> AsyncIterator[ReferenceServer]:
     uids = list(users)
     for uid in uids:  # bad arguments fail before a port is taken
         if not is_valid_uid(uid):
@@ -695,10 +703,11 @@ async def _serving(host: str, port: int, auth_key: str | None, max_connections: 
         bound_host, bound_port = _bound_address(listeners[0])
         server = ReferenceServer(nursery, bound_host, bound_port, auth_key=auth_key,
                                  max_connections=max_connections)
+        server.scheme = "wss" if ssl_context is not None else "ws"
         for uid in uids:
             server.add_user(uid)
         listening = trio.CancelScope()
-        nursery.start_soon(_serve_listeners, server, listeners[:1], listening)
+        nursery.start_soon(_serve_listeners, server, listeners[:1], listening, ssl_context)
         logger.info("serving on %s (auth key %s)", server.url, _redact(server.auth_key))
         try:
             yield server
