@@ -70,7 +70,7 @@ class Step:
 
     def __str__(self) -> str:
         if self.arg is None:
-            return self.word
+            return f"{self.word} off" if _BY_NAME[self.word].arg == "seconds|off" else self.word
         if isinstance(self.arg, bool):
             return f"{self.word} {'on' if self.arg else 'off'}"
         if isinstance(self.arg, float):

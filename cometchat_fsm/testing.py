@@ -14,6 +14,7 @@ import trio
 import trio_websocket
 
 from .client import Connector
+from .groups import single_exception
 from .server import ReferenceServer, connect_in_memory
 
 
@@ -22,6 +23,14 @@ def memory_connector(server: ReferenceServer) -> Connector:
 
     @asynccontextmanager
     async def connect(resource: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        try:
+            async with _connected(resource) as ws:
+                yield ws
+        except BaseExceptionGroup as group:  # like a real socket: the error itself, not a group
+            raise single_exception(group) from None
+
+    @asynccontextmanager
+    async def _connected(resource: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
         async with trio.open_nursery() as nursery:
             ws = await connect_in_memory(server, nursery, resource)
             try:
