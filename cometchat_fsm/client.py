@@ -8,12 +8,11 @@ waiting `connect()`. See docs/protocol.md for the frames.
 
 from __future__ import annotations
 
-import collections
+import heapq
 import itertools
 import json
 import logging
 import math
-import random as _random
 import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -138,13 +137,86 @@ def _retry_after(reason: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class _Socket:
-    """One socket the core asked for: its task's cancel scope and its outgoing frames."""
+    """One socket the core asked for: its task's cancel scope, and its outgoing frames. These
+    are sent in order by a writer task that runs only while some are waiting, so an idle
+    socket costs no task and no channel."""
 
     scope: trio.CancelScope
-    outgoing: trio.MemorySendChannel[str]
-    incoming: trio.MemoryReceiveChannel[str]
+    ws: trio_websocket.WebSocketConnection | None = None  # once the auth frame is sent
+    outgoing: list[str] | None = None
+    writer: trio.CancelScope | None = None  # the running writer's
+    broken: bool = False  # a send failed: later frames are dropped (the reader reports the end)
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+        if self.writer is not None:
+            self.writer.cancel()
+
+
+class _TimerHandle:
+    """A timer armed in the `_TimerService`; `owner` None once it is cancelled or has fired."""
+
+    __slots__ = ("owner", "timer")
+
+    def __init__(self, owner: Client, timer: Timer) -> None:
+        self.owner: Client | None = owner
+        self.timer = timer
+
+
+class _TimerService:
+    """Every client's timers in one trio run: a heap of deadlines served by one system task,
+    rather than a sleeping task per armed timer (a task with its cancel scopes is ~3.5 KiB; an
+    entry here ~0.2 KiB). Deadlines are on the run's clock, so virtual time works as before."""
+
+    _current: trio.lowlevel.RunVar[_TimerService] = trio.lowlevel.RunVar("cometchat_fsm.timers")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _TimerHandle]] = []
+        self._seq = itertools.count()
+        self._sleep: trio.CancelScope | None = None
+        self._dead = 0  # cancelled entries still in the heap
+
+    @classmethod
+    def get(cls) -> _TimerService:
+        try:
+            return cls._current.get()
+        except LookupError:
+            service = cls()
+            cls._current.set(service)
+            trio.lowlevel.spawn_system_task(service._run, name="cometchat_fsm timers")
+            return service
+
+    def call_later(self, delay: float, handle: _TimerHandle) -> None:
+        deadline = trio.current_time() + delay
+        heapq.heappush(self._heap, (deadline, next(self._seq), handle))
+        if self._sleep is not None and deadline < self._sleep.deadline:
+            self._sleep.deadline = deadline
+
+    def cancel(self, handle: _TimerHandle) -> None:
+        handle.owner = None
+        self._dead += 1
+        if self._dead > 64 and self._dead * 2 > len(self._heap):  # drop the dead ones in bulk
+            self._heap = [e for e in self._heap if e[2].owner is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
+
+    async def _run(self) -> None:
+        while True:
+            heap, now, due = self._heap, trio.current_time(), []
+            while heap and heap[0][0] <= now:
+                due.append(heapq.heappop(heap)[2])
+            for handle in due:  # popped first: a timer armed by one of these waits for a later tick
+                owner = handle.owner
+                if owner is None:
+                    self._dead = max(0, self._dead - 1)
+                else:
+                    handle.owner = None
+                    owner._timer_fired(handle)
+            with trio.CancelScope(deadline=self._heap[0][0] if self._heap else math.inf) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
 
 
 @dataclass
@@ -177,20 +249,22 @@ class Client:
         self._connect_to = connector
         self._store = store
         self._nursery = nursery
-        self._model = ClientModel(settings, random=random if random is not None else _random.Random().random)
+        # None: the process-wide random source (a Random per client would cost ~2.9 KiB).
+        self._model = ClientModel(settings, random=random)
         self._token: str | None = None
         self._listeners: dict[str, object] = {}
         self._sockets: dict[int, _Socket] = {}
-        self._timers: dict[Timer, tuple[int, trio.CancelScope]] = {}
-        self._timer_ids = itertools.count(1)
-        self._pending: collections.deque[Effect] = collections.deque()
+        self._timers: dict[Timer, _TimerHandle] = {}
+        self._pending: list[Effect] = []
         self._draining = False
         self._waiters: list[_Waiter] = []
         self._logins = 0
         self._verifying = False
         self._refs = itertools.count(1)
         self._sends: dict[int, _Send] = {}
-        self._inbox_send, self._inbox = trio.open_memory_channel[Message](math.inf)
+        # The inbox channel is made on first use (most clients never read messages).
+        self._inbox_pair: (tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]
+                           | None) = None
         self._closed = False
 
     # --- Reading ------------------------------------------------------------------------------
@@ -382,7 +456,14 @@ class Client:
 
     def messages(self) -> AsyncIterator[Message]:
         """Messages received for the logged-in user, in arrival order."""
-        return self._inbox.__aiter__()
+        return self._inbox()[1].__aiter__()
+
+    def _inbox(self) -> tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]:
+        if self._inbox_pair is None:
+            self._inbox_pair = trio.open_memory_channel[Message](math.inf)
+            if self._closed:
+                self._inbox_pair[0].close()
+        return self._inbox_pair
 
     # --- Carrying out the core's effects ------------------------------------------------------
     def _call(self, name: str, event: Event, **args: Any) -> None:
@@ -404,7 +485,7 @@ class Client:
         self._draining = True
         try:
             while self._pending:
-                self._carry_out(self._pending.popleft())
+                self._carry_out(self._pending.pop(0))
         finally:
             self._draining = False
 
@@ -418,24 +499,22 @@ class Client:
     def _carry_out(self, effect: Effect) -> None:
         match effect:
             case OpenSocket(socket=sock):
-                send, receive = trio.open_memory_channel[str](math.inf)
-                entry = _Socket(trio.CancelScope(), send, receive)
+                entry = _Socket(trio.CancelScope())
                 self._sockets[sock] = entry
                 self._nursery.start_soon(self._run_socket, sock, entry)
             case CloseSocket(socket=sock):
                 closing = self._sockets.pop(sock, None)
                 if closing is not None:
-                    closing.scope.cancel()
+                    closing.cancel()
             case SendKeepAlive(socket=sock):
                 self._send(sock, {"type": "keepalive"})
             case SendPing(socket=sock):
                 self._send(sock, {"type": "ping"})
             case StartTimer(timer=timer, delay=delay):
                 self._cancel_timer(timer)
-                scope = trio.CancelScope()
-                timer_id = next(self._timer_ids)
-                self._timers[timer] = (timer_id, scope)
-                self._nursery.start_soon(self._run_timer, timer, timer_id, delay, scope)
+                if not self._closed:  # as before: a closed client's nursery runs no timer
+                    handle = self._timers[timer] = _TimerHandle(self, timer)
+                    _TimerService.get().call_later(delay, handle)
             case CancelTimer(timer=timer):
                 self._cancel_timer(timer)
             case Notify(name=name, error=error):
@@ -478,19 +557,25 @@ class Client:
 
     def _send(self, sock: int, frame: dict[str, Any]) -> None:
         entry = self._sockets.get(sock)
-        if entry is not None:
-            entry.outgoing.send_nowait(json.dumps(frame))
+        if entry is not None and not entry.broken:
+            if entry.outgoing is None:
+                entry.outgoing = []
+            entry.outgoing.append(json.dumps(frame))
+            self._start_writer(entry)
+
+    def _start_writer(self, entry: _Socket) -> None:
+        if entry.ws is not None and entry.writer is None and entry.outgoing:
+            entry.writer = trio.CancelScope()
+            self._nursery.start_soon(self._write, entry, entry.ws, entry.writer)
 
     def _cancel_timer(self, timer: Timer) -> None:
         running = self._timers.pop(timer, None)
-        if running is not None:
-            running[1].cancel()
+        if running is not None and running.owner is not None:
+            _TimerService.get().cancel(running)
 
-    async def _run_timer(self, timer: Timer, timer_id: int, delay: float, scope: trio.CancelScope) -> None:
-        with scope:
-            await trio.sleep(delay)
-        current = self._timers.get(timer)
-        if current is not None and current[0] == timer_id:  # not cancelled or re-armed meanwhile
+    def _timer_fired(self, handle: _TimerHandle) -> None:
+        timer = handle.timer
+        if self._timers.get(timer) is handle:  # not cancelled or re-armed meanwhile
             del self._timers[timer]
             self._apply_quietly(TimerFired(timer))
 
@@ -503,14 +588,21 @@ class Client:
                     user = self._model.user
                     await ws.send_message(json.dumps(
                         {"type": "auth", "uid": user, "auth_token": self._token, "last_id": None}))
-                    async with trio.open_nursery() as inner:
-                        inner.start_soon(self._write, ws, entry.incoming)
+                    entry.ws = ws
+                    self._start_writer(entry)  # frames queued while opening go after the auth frame
+                    try:
                         outcome = await self._read(sock, ws)
-                        inner.cancel_scope.cancel()
+                    finally:
+                        entry.ws = None
+                        if entry.writer is not None:
+                            entry.writer.cancel()
             except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
                     trio.BrokenResourceError, trio.TooSlowError) as exc:
                 log.info("socket %d could not be used: %s", sock, exc)
-                outcome = outcome or SocketClosed(sock)
+                # A close read before the auth frame went out still carries the server's hint (D6).
+                reason = exc.reason if isinstance(exc, trio_websocket.ConnectionClosed) else None
+                hint = _retry_after(reason.reason if reason is not None else None)
+                outcome = outcome or SocketClosed(sock, retry_after=hint)
         if self._sockets.get(sock) is entry:
             del self._sockets[sock]
         if outcome is not None:
@@ -528,14 +620,18 @@ class Client:
             log.warning("socket %d: the server broke the protocol (%s); closing it", sock, exc)
             return SocketClosed(sock)
 
-    async def _write(self, ws: trio_websocket.WebSocketConnection,
-                     frames: trio.MemoryReceiveChannel[str]) -> None:
-        """Send queued frames; a closed socket is the reader's to report."""
-        try:
-            async for frame in frames:
-                await ws.send_message(frame)
-        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
-            pass
+    async def _write(self, entry: _Socket, ws: trio_websocket.WebSocketConnection,
+                     scope: trio.CancelScope) -> None:
+        """Send the queued frames, then end; a closed socket is the reader's to report."""
+        with scope:
+            try:
+                frames = entry.outgoing
+                while frames:
+                    await ws.send_message(frames.pop(0))
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+                entry.broken = True
+        if entry.writer is scope:
+            entry.writer = None
 
     def _on_frame(self, sock: int, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -554,7 +650,7 @@ class Client:
             message = Message(_field(frame, "id", int), _field(frame, "sender", str),
                               _field(frame, "receiver", str), _field(frame, "text", str),
                               float(_field(frame, "sent_at", (int, float))))
-            self._inbox_send.send_nowait(message)
+            self._inbox()[0].send_nowait(message)
         elif kind in ("sent", "error"):
             ref = frame.get("ref")
             pending = self._sends.get(ref) if isinstance(ref, int) else None
@@ -583,12 +679,12 @@ class Client:
         self._closed = True
         self._listeners.clear()
         for entry in self._sockets.values():
-            entry.scope.cancel()
+            entry.cancel()
         self._sockets.clear()
-        for _, scope in self._timers.values():
-            scope.cancel()
-        self._timers.clear()
-        self._inbox_send.close()
+        for timer in list(self._timers):
+            self._cancel_timer(timer)
+        if self._inbox_pair is not None:
+            self._inbox_pair[0].close()
         for w in self._waiters:
             w.error = errors.CLIENT_CLOSED.exception()
             w.done.set()
@@ -610,14 +706,17 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
                       connector: Connector | None = None, random: Callable[[], float] | None = None,
                       trace: TraceRecorder | None = None,
                       listeners: Mapping[str, object] | None = None,
-                      ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Client]:
+                      ssl_context: ssl.SSLContext | None = None,
+                      online: bool = True) -> AsyncIterator[Client]:
     """A live client for `app_id` against the server at `url` (see docs/protocol.md).
 
     Invalid settings raise L3's error here. A session stored by an earlier run is restored
     (L2): auto mode connects on its own, manual mode waits for `connect()`. `store` is the
     directory of the session files (default: the user's data directory). With `trace`, the
     client notes its inputs, notifications and statuses for `cometchat-fsm check-trace`.
-    `listeners` are added before the stored session is restored, so they hear its notifications.
+    `listeners` are added before the stored session is restored, so they hear its notifications;
+    `online=False` says the platform starts offline, so a restored session waits for
+    `network_restored()` instead of trying at once (D6).
     """
     init(app_id, settings)
     connect = connector or url_connector(url, connect_timeout=settings.connect_timeout,
@@ -628,6 +727,8 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
                             random=random, trace=trace)
             for listener_id, listener in (listeners or {}).items():
                 client.add_connection_listener(listener_id, listener)  # they hear the restore too
+            if not online:
+                client._apply(NetworkLost())
             client._restore()
             try:
                 yield client
