@@ -25,7 +25,9 @@ check: $(STAMP)
 	$(BIN)/cometchat-fsm check
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py; core=$$?; \
+	$(BIN)/python bench/live.py; live=$$?; \
+	exit $$(( core > live ? core : live ))
 
 diagrams: $(STAMP)
 	$(BIN)/cometchat-fsm diagram
