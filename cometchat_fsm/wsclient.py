@@ -106,22 +106,29 @@ async def open_websocket(url: str, *, connect_timeout: float, max_message_size: 
 async def _connected(host: str, port: int, secure: bool, resource: str, *, connect_timeout: float,
                      max_message_size: int, ssl_context: ssl.SSLContext | None,
                      close_timeout: float) -> AsyncIterator[WebSocketConnection]:
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(connect_timeout):
+    stream: trio.abc.Stream | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(connect_timeout):
+                try:
+                    stream = await trio.open_tcp_stream(host, port)
+                except OSError as exc:
+                    raise trio_websocket.HandshakeError(f"cannot reach {host}:{port}: {exc}") from exc
+                if secure:
+                    context = ssl_context if ssl_context is not None else ssl.create_default_context()
+                    stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
+                ws: WebSocketConnection = await nursery.start(
+                    hold_client_stream, stream, host, resource, 1, max_message_size)
             try:
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-            except OSError as exc:
-                raise trio_websocket.HandshakeError(f"cannot reach {host}:{port}: {exc}") from exc
-            if secure:
-                context = ssl_context if ssl_context is not None else ssl.create_default_context()
-                stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
-            ws: WebSocketConnection = await nursery.start(
-                hold_client_stream, stream, host, resource, 1, max_message_size)
-        try:
-            yield ws
-        finally:
-            try:
-                with trio.move_on_after(close_timeout):
-                    await ws.aclose()
+                yield ws
             finally:
-                nursery.cancel_scope.cancel()
+                try:
+                    with trio.move_on_after(close_timeout):
+                        await ws.aclose()
+                finally:
+                    nursery.cancel_scope.cancel()
+    finally:
+        # trio-websocket leaves the socket of a connection the peer closed to the garbage
+        # collector; release the descriptor now (a restart storm would hold twice as many).
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
