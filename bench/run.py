@@ -58,7 +58,7 @@ from cometchat_fsm.events import (
     Timer,
     TimerFired,
 )
-from cometchat_fsm.lifecycle import ROUTES, TABLE, build_machine, machine_config
+from cometchat_fsm.lifecycle import ROUTES, TABLE, build_machine, machine_config, row_index
 from cometchat_fsm.model import ClientModel
 from cometchat_fsm.settings import AppSettings
 from cometchat_fsm.states import Phase
@@ -163,15 +163,6 @@ class Recording:
     no_row: int  # triggers that matched no row (a signal that does not concern the phase)
 
 
-def _row_for(m: ClientModel, trigger: str) -> int | None:
-    for k, r in enumerate(TABLE):
-        if r.trigger == trigger and m.state in r.source and all(
-                (not getattr(m, c[4:])()) if c.startswith("not ") else getattr(m, c)()
-                for c in r.when):
-            return k
-    return None
-
-
 def record(seq: Sequence[tuple[int, Event]]) -> Recording:
     machine = bare_machine()
     clients = new_clients(machine)
@@ -197,7 +188,7 @@ def record(seq: Sequence[tuple[int, Event]]) -> Recording:
         elif m.pending_user != pending:
             kind, value = 5, m.pending_user
         for t in triggers:
-            hit = _row_for(m, t)
+            hit = row_index(m, t)
             if hit is None:
                 no_row += 1
             else:
