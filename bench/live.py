@@ -57,7 +57,8 @@ RESTORE_TARGET_MS = 10.0  # median, network_restored() -> connected
 
 FULL_N, QUICK_N = 10_000, 500
 CONCURRENCY = 200  # connection attempts in flight at once while connecting all N (both sides)
-FD_MARGIN = 1_000  # descriptors beyond 2N that one process may need (control, files, pipes, ...)
+FD_MARGIN = 1_000  # descriptors beyond the sockets that one process may need (control, files, pipes)
+GUARD_HEADROOM = 6_000  # a guard collection starts this far below the limit (see FdGuard)
 SOCKET_PATH = "/v1/socket"
 SERVER_READY_LIMIT = 120.0  # server start + one login per user
 CHILD_LIMIT = 270.0  # one side, everything included
@@ -494,7 +495,7 @@ async def child_main(cfg: dict[str, Any]) -> dict[str, Any]:
             gc.collect()
             gc.disable()
             gcw = GcWatch()
-            fds = FdGuard(cfg["fd_limit"] - 3_000)
+            fds = FdGuard(cfg["fd_limit"] - GUARD_HEADROOM)
             side.storm = True
             side.all_back = trio.Event()
             cpu0 = time.process_time()
@@ -619,13 +620,13 @@ def raise_fd_limit(n: int) -> tuple[int, str]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    need = 2 * n + FD_MARGIN
+    need = n + GUARD_HEADROOM + FD_MARGIN
     note = (f"descriptors: soft limit {soft} -> {hard} (the hard limit, inherited by the child "
-            f"processes). A client process can hold up to 2N during the restart storm (the managed "
-            f"client keeps a socket the server closed until a GC pass; see bench/README.md), so it "
-            f"needs 2N + {FD_MARGIN} = {need}")
+            f"processes). A client process holds N sockets, plus during the restart storm the "
+            f"sockets of abandoned attempts until a guard collection at limit - {GUARD_HEADROOM} "
+            f"(see bench/README.md), so it needs N + {GUARD_HEADROOM} + {FD_MARGIN} = {need}")
     if hard != resource.RLIM_INFINITY and hard < need:
-        scaled = max(100, (hard - FD_MARGIN) // 2 // 100 * 100)
+        scaled = max(100, (hard - GUARD_HEADROOM - FD_MARGIN) // 100 * 100)
         return scaled, f"{note}: N SCALED DOWN from {n} to {scaled}"
     return n, f"{note}: N = {n} kept"
 

@@ -19,6 +19,7 @@ Design rules, each for a reason:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -728,7 +729,8 @@ async def connect_in_memory(server: ReferenceServer, nursery: trio.Nursery, reso
     """
     client_end, server_end = trio.testing.memory_stream_pair()
     server._nursery.start_soon(server.serve_stream, server_end)
-    connection: WebSocketConnection = await nursery.start(
-        hold_client_stream, client_end, "127.0.0.1", resource, message_queue_size, MAX_FRAME_BYTES)
+    connection: WebSocketConnection = await nursery.start(functools.partial(
+        hold_client_stream, client_end, "127.0.0.1", resource, message_queue_size=message_queue_size,
+        max_message_size=MAX_FRAME_BYTES))
     return connection
 

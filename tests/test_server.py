@@ -29,7 +29,7 @@ from cometchat_fsm.server import (
     connect_in_memory,
     serve_reference,
 )
-from cometchat_fsm.wsclient import hold_client_stream
+from cometchat_fsm.wsclient import handshake
 
 BOUND = 30  # seconds, virtual in most tests: generous, since only a hang would reach it
 USERS = ("alice", "bob", "carol")
@@ -745,7 +745,8 @@ async def test_in_memory_handshake_on_a_dead_stream_raises(autojump_clock: trio.
             client, peer = trio.testing.memory_stream_pair()
             await peer.aclose()
             with pytest.raises(trio_websocket.HandshakeError):
-                await nursery.start(hold_client_stream, client, "127.0.0.1", SOCKET_PATH, 16, 65536)
+                await handshake(nursery, client, "127.0.0.1", SOCKET_PATH, message_queue_size=16,
+                                max_message_size=65536)
 
 
 async def test_garbage_instead_of_a_handshake(autojump_clock: trio.abc.Clock) -> None:
