@@ -1,9 +1,10 @@
 """cometchat-fsm: the CometChat WebSocket connection lifecycle as one explicit, checked state
 machine (`lifecycle`), a virtual-time `Simulation` over it, and conformance checks."""
 
-from .client import Client, Message, User, open_client
+from .client import Client, ConnectedInfo, Message, User, open_client
 from .errors import CometChatException
 from .events import Timer
+from .history import Retention
 from .model import ClientModel
 from .server import ReferenceServer, serve_reference
 from .settings import AppSettings, Mode, init
@@ -16,12 +17,14 @@ __all__ = [
     "Client",
     "ClientModel",
     "CometChatException",
+    "ConnectedInfo",
     "ConnectionStatus",
     "Message",
     "Mode",
     "Network",
     "Phase",
     "ReferenceServer",
+    "Retention",
     "Simulation",
     "Timer",
     "User",

@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--user", dest="users", action="extend", nargs="+", default=[], metavar="UID",
                        help="create these users (repeatable)")
     serve.add_argument("--auth-key", default=None, metavar="KEY", help="the app's auth key (default: random)")
+    serve.add_argument("--history", default=None, metavar="FILE",
+                       help="SQLite file of users, tokens and messages, kept across runs (default: a "
+                            "temporary file removed on exit; ':memory:' keeps it in memory)")
     return parser
 
 
@@ -199,13 +202,18 @@ async def _until_interrupted() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import sqlite3
+
     import trio  # imported late, like Hypothesis: only `serve` needs the network stack
 
     from .server import LOGIN_PATH, SOCKET_PATH, serve_reference
 
     async def run() -> None:
-        async with serve_reference(args.host, args.port, auth_key=args.auth_key, users=args.users) as server:
+        async with serve_reference(args.host, args.port, auth_key=args.auth_key, users=args.users,
+                                   history=args.history) as server:
             print(f"serving {server.url} (login: {LOGIN_PATH}, realtime socket: {SOCKET_PATH})")
+            if args.history:
+                print(f"history: {args.history}")
             print(f"auth key: {server.auth_key}")
             print(f"users: {', '.join(sorted(server.users)) or '(none: pass --user UID)'}", flush=True)
             await _until_interrupted()
@@ -214,6 +222,9 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(run)
     except KeyboardInterrupt:
         print("server stopped")
+    except sqlite3.Error as exc:
+        print(f"{PROG} serve: cannot use the history file {args.history}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     except OSError as exc:
         print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)

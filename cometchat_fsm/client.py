@@ -9,6 +9,7 @@ waiting `connect()`. See docs/protocol.md for the frames.
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import json
 import logging
@@ -67,7 +68,7 @@ from .model import ClientModel
 from .session_store import SessionStore, StoredSession
 from .settings import AppSettings, init
 from .simulation import SUCCESS_CONNECT, SUCCESS_DISCONNECT, SUCCESS_PING
-from .states import LIVE, ON_CONNECTION_ERROR, STATUS_OF_NOTIFICATION, ConnectionStatus, Phase
+from .states import LIVE, ON_CONNECTED, ON_CONNECTION_ERROR, STATUS_OF_NOTIFICATION, ConnectionStatus, Phase
 from .trace import TraceRecorder
 from .wsclient import open_websocket
 
@@ -76,6 +77,7 @@ log = logging.getLogger("cometchat_fsm.client")
 UID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 MAX_TEXT = 16_384
 MAX_FRAME = 65_536
+MAX_FETCH = 1000
 LOGIN_PATH = "/v1/login"
 SOCKET_PATH = "/v1/socket"
 
@@ -96,6 +98,23 @@ class Message:
     receiver: str
     text: str
     sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectedInfo:
+    """What `on_connected(info)` hears about the connection that just opened (D13).
+
+    `resumed`: the server knew the last message this client delivered and replays what followed
+    before live traffic (every connection after a login; not after a restored session, whose
+    place is not stored). `gap`: the replay leaves out messages older than the server's replay
+    window; they have ids above `missed_after` up to `missed_through` and can be read with
+    `fetch_messages(missed_after, ...)`.
+    """
+
+    resumed: bool = False
+    gap: bool = False
+    missed_after: int | None = None
+    missed_through: int | None = None
 
 
 class ProtocolError(Exception):
@@ -130,6 +149,11 @@ def _field(frame: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> A
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ProtocolError(f"{frame['type']!r} frame: field {name!r} missing or of the wrong type")
     return value
+
+
+def _message(frame: dict[str, Any]) -> Message:
+    return Message(_field(frame, "id", int), _field(frame, "sender", str), _field(frame, "receiver", str),
+                   _field(frame, "text", str), float(_field(frame, "sent_at", (int, float))))
 
 
 def _retry_after(reason: str | None) -> float | None:
@@ -219,6 +243,15 @@ class _TimerService:
             self._sleep = None
 
 
+@dataclass(eq=False, slots=True)
+class _Fetch:
+    """A history request waiting for the server's `history` answer."""
+
+    done: trio.Event
+    messages: list[Message] | None = None
+    more: bool = False
+
+
 @dataclass
 class _Send:
     """A message waiting for the server's `sent` (or `error`) answer."""
@@ -262,6 +295,11 @@ class Client:
         self._verifying = False
         self._refs = itertools.count(1)
         self._sends: dict[int, _Send] = {}
+        self._fetches: dict[int, _Fetch] = {}
+        #: The id of the last message handed to the app (D13); sent with every auth frame.
+        self._last_id: int | None = None
+        self._connected_info = ConnectedInfo()
+        self.duplicates_dropped = 0
         # The inbox channel is made on first use (most clients never read messages).
         self._inbox_pair: (tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]
                            | None) = None
@@ -277,6 +315,16 @@ class Client:
     @property
     def phase(self) -> Phase:
         return self._model.phase
+
+    @property
+    def connected_info(self) -> ConnectedInfo:
+        """What the server said about the last connection that opened (D13)."""
+        return self._connected_info
+
+    @property
+    def last_message_id(self) -> int | None:
+        """The id of the last message handed to the app: replay resumes after it (D13)."""
+        return self._last_id
 
     @property
     def open_sockets(self) -> int:
@@ -324,7 +372,7 @@ class Client:
             raise
         if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
             raise errors.LOGIN_CANCELLED.exception()
-        self._token = answer[1]
+        self._token, self._last_id = answer[1], answer[2]
         self._apply(LoginVerified())
         return User(uid)
 
@@ -335,7 +383,7 @@ class Client:
         self._logins += 1
         mine = self._logins
         try:
-            uid, fresh = await self._verify({"type": "login", "auth_token": token})
+            uid, fresh, last_id = await self._verify({"type": "login", "auth_token": token})
         finally:
             self._verifying = False
         if self._logins != mine:
@@ -343,12 +391,13 @@ class Client:
         if self._model.user == uid:
             return User(uid)
         self._call("login", Login(uid), uid=uid)
-        self._token = fresh
+        self._token, self._last_id = fresh, last_id
         self._apply(LoginVerified())
         return User(uid)
 
-    async def _verify(self, request: dict[str, str]) -> tuple[str, str]:
-        """Ask the server's login endpoint; return (uid, token) or raise its typed error."""
+    async def _verify(self, request: dict[str, str]) -> tuple[str, str, int | None]:
+        """Ask the server's login endpoint; return (uid, token, newest message id) or raise its
+        typed error. Messages after that id are this login's to receive (D13)."""
         try:
             with trio.fail_after(self.settings.connect_timeout):
                 async with self._connect_to(LOGIN_PATH) as ws:
@@ -363,7 +412,9 @@ class Client:
             raise errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}") from None
         if answer["type"] == "login_ok":
             try:
-                return _field(answer, "uid", str), _field(answer, "auth_token", str)
+                last_id = answer.get("last_id")
+                return (_field(answer, "uid", str), _field(answer, "auth_token", str),
+                        _field(answer, "last_id", int) if last_id is not None else None)
             except ProtocolError as exc:
                 raise errors.LOGIN_FAILED.exception(str(exc)) from None
         if answer["type"] == "error":
@@ -379,6 +430,7 @@ class Client:
         self._logins += 1  # a login still waiting for its answer is void
         self._call("logout", Logout())
         self._token = None
+        self._last_id = None
 
     async def connect(self) -> str:
         """Open the socket (M1, D4); return E2's message, or raise why the attempt failed."""
@@ -453,6 +505,37 @@ class Client:
         if isinstance(pending.result, CometChatException):
             raise pending.result
         return pending.result
+
+    async def fetch_messages(self, after_id: int, limit: int = 100) -> list[Message]:
+        """Up to `limit` kept messages for the logged-in user with ids above `after_id`, oldest
+        first (D13: how an app fills the gap `on_connected(info)` reported). Needs a connection."""
+        self._check_open()
+        for name, value in (("after_id", after_id), ("limit", limit)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if after_id < 0 or not 1 <= limit <= MAX_FETCH:
+            raise errors.BAD_ARGUMENTS.exception(f"after_id must be >= 0 and limit 1 to {MAX_FETCH}")
+        found: list[Message] = []
+        while len(found) < limit:
+            sock = self._model.socket
+            if self._model.phase not in LIVE or sock is None or sock not in self._sockets:
+                raise errors.SEND_NOT_CONNECTED.exception(f"status is {self._model.status.value}")
+            ref = next(self._refs)
+            waiting = self._fetches[ref] = _Fetch(trio.Event())
+            try:
+                self._send(sock, {"type": "fetch", "after_id": after_id, "limit": limit - len(found),
+                                  "ref": ref})
+                with trio.move_on_after(self.settings.connect_timeout):
+                    await waiting.done.wait()
+            finally:
+                self._fetches.pop(ref, None)
+            if waiting.messages is None:
+                raise errors.FETCH_TIMEOUT.exception()
+            found.extend(waiting.messages)
+            if not waiting.more or not waiting.messages:
+                break
+            after_id = waiting.messages[-1].id
+        return found
 
     def messages(self) -> AsyncIterator[Message]:
         """Messages received for the logged-in user, in arrival order."""
@@ -550,6 +633,8 @@ class Client:
             try:
                 if name == ON_CONNECTION_ERROR:
                     method(error)
+                elif name == ON_CONNECTED and _takes_an_argument(method):
+                    method(self._connected_info)  # D13: on_connected(info) is optional
                 else:
                     method()
             except Exception:
@@ -587,7 +672,7 @@ class Client:
                 async with self._connect_to(SOCKET_PATH) as ws:
                     user = self._model.user
                     await ws.send_message(json.dumps(
-                        {"type": "auth", "uid": user, "auth_token": self._token, "last_id": None}))
+                        {"type": "auth", "uid": user, "auth_token": self._token, "last_id": self._last_id}))
                     entry.ws = ws
                     self._start_writer(entry)  # frames queued while opening go after the auth frame
                     try:
@@ -636,6 +721,7 @@ class Client:
     def _on_frame(self, sock: int, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         if kind == "auth_ok":
+            self._connected_info = self._resume(frame)
             self._apply_quietly(AuthAccepted(sock))
         elif kind == "auth_rejected":
             message = frame.get("message") if isinstance(frame.get("message"), str) else None
@@ -647,10 +733,21 @@ class Client:
             active = _field(frame, "active", bool)
             self._apply_quietly(ThrottleStarted(sock) if active else ThrottleLifted(sock))
         elif kind == "message":
-            message = Message(_field(frame, "id", int), _field(frame, "sender", str),
-                              _field(frame, "receiver", str), _field(frame, "text", str),
-                              float(_field(frame, "sent_at", (int, float))))
+            message = _message(frame)
+            if self._last_id is not None and message.id <= self._last_id:
+                self.duplicates_dropped += 1  # D13: delivered before (a replay overlapping live traffic)
+                return
+            self._last_id = message.id
             self._inbox()[0].send_nowait(message)
+        elif kind == "history":
+            ref = frame.get("ref")
+            waiting = self._fetches.get(ref) if isinstance(ref, int) else None
+            items = _field(frame, "messages", list)
+            found = [_message({"type": "history", **(item if isinstance(item, dict) else {})})
+                     for item in items]
+            if waiting is not None:
+                waiting.messages, waiting.more = found, frame.get("more") is True
+                waiting.done.set()
         elif kind in ("sent", "error"):
             ref = frame.get("ref")
             pending = self._sends.get(ref) if isinstance(ref, int) else None
@@ -666,6 +763,17 @@ class Client:
             pending.done.set()
         else:
             raise ProtocolError(f"unknown frame type {kind!r}")
+
+    def _resume(self, frame: dict[str, Any]) -> ConnectedInfo:
+        """Read D13's part of `auth_ok`; a server that did not know our place gives its newest id."""
+        resumed = frame.get("resumed") is True
+        head = frame.get("last_id")
+        if not resumed and isinstance(head, int) and not isinstance(head, bool):
+            self._last_id = head
+        gap = frame.get("gap")
+        if isinstance(gap, dict):
+            return ConnectedInfo(resumed, True, _field(gap, "after", int), _field(gap, "through", int))
+        return ConnectedInfo(resumed)
 
     # --- Life and death -----------------------------------------------------------------------
     def _restore(self) -> None:
@@ -692,6 +800,16 @@ class Client:
     def _check_open(self) -> None:
         if self._closed:
             raise errors.CLIENT_CLOSED.exception()
+
+
+def _takes_an_argument(method: Callable[..., object]) -> bool:
+    try:
+        inspect.signature(method).bind(None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): call it the old way
+        return False
+    return True
 
 
 def _require_str(name: str, value: object) -> None:

@@ -29,7 +29,7 @@ import trio
 import trio.testing
 import trio_websocket
 
-from .client import SOCKET_PATH, Client, Connector, Message, User, open_client, url_connector
+from .client import SOCKET_PATH, Client, ConnectedInfo, Connector, Message, User, open_client, url_connector
 from .errors import CometChatException
 from .faultproxy import FaultProxy, open_fault_proxy
 from .groups import leaves
@@ -117,6 +117,7 @@ class Actor:
         self.attempts: list[Attempt] = []
         self.inbox: list[Message] = []
         self.sent: list[Message] = []
+        self.connected_info: ConnectedInfo | None = None  # what the last on_connected(info) said (D13)
         self.connects = 0  # connections the app asked for (login in auto mode, connect, foreground)
         self.reconnects = 0  # connections the client made by itself after an unintended loss
         self.asked = False  # the app asked for a connection that has not come yet
@@ -151,7 +152,8 @@ class Actor:
     def on_connecting(self) -> None:
         self._heard("on_connecting")
 
-    def on_connected(self) -> None:
+    def on_connected(self, info: ConnectedInfo | None = None) -> None:
+        self.connected_info = info
         self._heard("on_connected")
 
     def on_disconnected(self) -> None:
@@ -415,6 +417,33 @@ class Demo:
                             f"{receiver.name}: expected message #{sent.id} from {sender.name} ({text!r}) "
                             f"once within {QUICK:g} s, got {got}")
 
+    async def send_to_absent(self, sender: Actor, receiver: Actor, text: str) -> Message:
+        """Send to a user with no socket: the server keeps it (D13); nothing is delivered yet."""
+        label = f'send_message("{receiver.name}", "{text}")'
+        self.t.row(sender.name, label, sender.status.value)
+        try:
+            sent = await sender.client.send_message(receiver.name, text)
+        except CometChatException as exc:
+            raise self.fail(sender.name, label, f"{sender.name}: {label} raised {exc}") from None
+        sender.sent.append(sent)
+        self.ok(sender.name, f"check: message #{sent.id} kept by the server", sender.status.value,
+                f"{receiver.name} has no socket; the server stores it (D13)")
+        return sent
+
+    async def replayed(self, receiver: Actor, sent: Message) -> None:
+        """D13: after the reconnect the server replays what the receiver missed, exactly once."""
+        with trio.move_on_after(QUICK):
+            while not any(m.id == sent.id for m in receiver.inbox):  # bounded by the timeout
+                await receiver.arrival()
+        got = [m for m in receiver.inbox if m.id == sent.id]
+        info = receiver.connected_info
+        label = f"check: message #{sent.id} replayed on return"
+        if len(got) != 1 or info is None or not info.resumed or info.gap:
+            raise self.fail(receiver.name, label, f"{receiver.name}: expected message #{sent.id} once, "
+                                                  f"replayed without a gap; got {got}, on_connected({info})")
+        self.ok(receiver.name, label, receiver.status.value,
+                "D13: on_connected(info) said resumed, no gap; the replay came before live traffic")
+
     def note(self, who: str, what: str, notes: str = "") -> None:
         self.t.row(who, what, "", notes)
 
@@ -470,14 +499,17 @@ class Demo:
 
     async def auto_background(self) -> None:
         a = self.alice
-        self.t.section("3. Auto mode (A2, A1): the background disconnects at once, the foreground reconnects")
+        self.t.section("3. Auto mode (A2, A1, D13): the background disconnects at once, the foreground "
+                       "reconnects\n   and the server replays what was sent meanwhile")
         a.signal("enter_background()", a.client.enter_background, rule="A2")
         self.now_is(a, DISCONNECTED, "A2")
         await self.server_sockets(a, 0, "A2")
+        away = await self.send_to_absent(self.bob, a, "Call me when you're back")
         await self.hold(a, DISCONNECTED, 60, why="no socket in the background (A2)")
         a.asked = True
         a.signal("enter_foreground()", a.client.enter_foreground, rule="A1")
         await self.expect(a, CONNECTED, within=QUICK, why="A1")
+        await self.replayed(a, away)
 
     async def manual_background(self) -> None:
         a, b = self.alice, self.bob
@@ -634,13 +666,13 @@ class Demo:
         st = self.server.stats
         self.t.print(f"server: auths ok {st.auths_ok}, rejected {st.auths_rejected}; keep-alives "
                      f"answered {st.keepalives_answered}; pings {st.pings_received}; messages relayed "
-                     f"{st.messages_relayed}; sockets dropped {st.dropped}")
+                     f"{st.messages_relayed}, replayed {st.messages_replayed}; sockets dropped {st.dropped}")
 
 
 async def _day(out: TextIO, seed: int) -> None:
     timeline = Timeline(out)
     with tempfile.TemporaryDirectory(prefix="cometchat-demo-") as tmp:
-        async with serve_reference("127.0.0.1", users=("alice", "bob")) as server, \
+        async with serve_reference("127.0.0.1", users=("alice", "bob"), clock=trio.current_time) as server, \
                 open_fault_proxy(server.host, server.port) as net_a, \
                 open_fault_proxy(server.host, server.port) as net_b, \
                 trio.open_nursery() as tasks:

@@ -133,6 +133,11 @@ SEND_TIMEOUT = ErrorSpec(
     "The server did not confirm the message in time.",
     "The message may not have been delivered; send it again once connected.",
 )
+FETCH_TIMEOUT = ErrorSpec(
+    "ERR_FETCH_TIMEOUT",
+    "The server did not answer the history request in time.",
+    "Call fetch_messages() again once connected.",
+)
 INVALID_UID = ErrorSpec(
     "ERR_INVALID_UID",
     "The user id is not valid.",

@@ -19,6 +19,7 @@ Design rules, each for a reason:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import json
@@ -27,11 +28,13 @@ import math
 import re
 import secrets
 import ssl
+import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, NoReturn, cast
 from urllib.parse import urlsplit
 
@@ -43,6 +46,7 @@ from wsproto.utilities import LocalProtocolError
 
 from .errors import ErrorSpec
 from .groups import leaves, single_exception
+from .history import IN_MEMORY, History, Retention, StoredMessage
 from .wsclient import hold_client_stream
 
 __all__ = [
@@ -70,6 +74,11 @@ FIRST_FRAME_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 #: Frames queued for one connection beyond which it counts as too slow and is closed (1013).
 OUTBOX_LIMIT = 1000
+#: Replayed messages queued at a time (D13): the next batch is read when the outbox is empty.
+REPLAY_BATCH = 200
+#: `fetch`: at most this many messages per request, in a frame of at most this many bytes.
+FETCH_LIMIT = 1000
+HISTORY_FRAME_BUDGET = 56 * 1024
 
 INVALID_UID = ErrorSpec(
     "ERR_INVALID_UID",
@@ -86,6 +95,11 @@ Kind = Literal["login", "socket"]
 def is_valid_uid(uid: object) -> bool:
     """True for a uid docs/protocol.md allows: 1 to 100 ASCII letters, digits, `_`, `-`, `.`."""
     return isinstance(uid, str) and _UID.fullmatch(uid) is not None
+
+
+def _delivery(stored: StoredMessage) -> Frame:
+    return {"type": "message", "id": stored.id, "sender": stored.sender, "receiver": stored.receiver,
+            "text": stored.text, "sent_at": stored.sent_at}
 
 
 def _redact(secret: str) -> str:
@@ -148,6 +162,9 @@ class ServerStats:
     pings_received: int = 0
     messages_relayed: int = 0  # messages accepted, stamped and delivered (once per message)
     messages_failed: int = 0  # messages to an unknown receiver
+    messages_replayed: int = 0  # messages sent again to a reconnecting client (D13)
+    gaps: int = 0  # reconnects told that their replay misses messages (D13)
+    fetches: int = 0  # history requests answered
     overloaded: int = 0  # sockets closed at once with 1013
     dropped: int = 0  # sockets closed by `drop` (4002)
     restarts: int = 0
@@ -167,6 +184,7 @@ class _Conn:
     silenced: bool = False
     peer_closed: bool = False  # closed by the peer or by trio-websocket itself: no close to send
     end: tuple[int, str] | None = None  # close code and reason, sent after the queued frames
+    replay_after: int | None = None  # replaying history after this id (D13); None: live traffic
     outbox: deque[Frame] = field(default_factory=deque)
     wake: trio.Event = field(default_factory=trio.Event)
     io: trio.CancelScope = field(default_factory=trio.CancelScope)  # reader + writer
@@ -219,7 +237,7 @@ class ReferenceServer:
     """
 
     def __init__(self, nursery: trio.Nursery, host: str, port: int, *, auth_key: str | None = None,
-                 max_connections: int | None = None) -> None:
+                 max_connections: int | None = None, history: History | None = None) -> None:
         if max_connections is not None and max_connections < 0:
             raise ValueError("max_connections must be >= 0")
         self.host = host
@@ -230,8 +248,10 @@ class ReferenceServer:
         self.max_connections = max_connections
         self.stats = ServerStats()
         self._nursery = nursery
-        self._users: set[str] = set()
-        self._tokens: dict[str, str] = {}  # token -> uid
+        #: Users, tokens and messages (D13); they outlive `restart()` and, in a file, the process.
+        self.history = history if history is not None else History(IN_MEMORY)
+        self._users: set[str] = self.history.users()
+        self._tokens: dict[str, str] = self.history.tokens()  # token -> uid
         self._throttled: set[str] = set()
         self._conns: set[_Conn] = set()
         self._changed = trio.Event()
@@ -239,7 +259,6 @@ class ReferenceServer:
         self._refusing = False
         self._retry_after: float | None = None
         self._closing = False
-        self._next_id = 1
         self._last_sent_at = 0.0
 
     @property
@@ -254,7 +273,9 @@ class ReferenceServer:
         """Create the user `uid` (idempotent); raises CometChatException ERR_INVALID_UID for a bad uid."""
         if not is_valid_uid(uid):
             raise INVALID_UID.exception(reason=f"got {uid!r}")
-        self._users.add(uid)
+        if uid not in self._users:
+            self._users.add(uid)
+            self.history.add_user(uid)
 
     @property
     def users(self) -> frozenset[str]:
@@ -263,6 +284,7 @@ class ReferenceServer:
     def revoke(self, uid: str) -> None:
         """Forget every token of `uid`: its next token login or auth fails. Open sockets stay."""
         self._tokens = {token: owner for token, owner in self._tokens.items() if owner != uid}
+        self.history.revoke(uid)
 
     # --- observation --------------------------------------------------------------------------
 
@@ -448,10 +470,11 @@ class ReferenceServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    @staticmethod
-    async def _write(conn: _Conn) -> None:
+    async def _write(self, conn: _Conn) -> None:
         """The only sender of a connection's frames; returns once it should close."""
         while not conn.silenced:
+            if not conn.outbox and conn.replay_after is not None and conn.live:
+                self._replay_some(conn)
             if conn.outbox:
                 frame = conn.outbox.popleft()
                 try:
@@ -544,7 +567,7 @@ class ReferenceServer:
                 return {"type": "error", "code": "ERR_AUTH_TOKEN_INVALID",
                         "message": "The auth token is not valid; log in with the auth key again."}
             logger.info("token login of %s", uid)
-            return {"type": "login_ok", "uid": uid, "auth_token": token}
+            return {"type": "login_ok", "uid": uid, "auth_token": token, "last_id": self.history.head}
         uid = _str(frame, "uid")
         key = _str(frame, "auth_key")
         if not hmac.compare_digest(key.encode("utf-8", "surrogatepass"), self.auth_key.encode()):
@@ -556,8 +579,9 @@ class ReferenceServer:
                     "message": f"The user {uid!r} does not exist."}
         token = secrets.token_urlsafe(32)
         self._tokens[token] = uid
+        self.history.add_token(token, uid)
         logger.info("login of %s: token %s", uid, _redact(token))
-        return {"type": "login_ok", "uid": uid, "auth_token": token}
+        return {"type": "login_ok", "uid": uid, "auth_token": token, "last_id": self.history.head}
 
     # --- /v1/socket ---------------------------------------------------------------------------
 
@@ -568,14 +592,13 @@ class ReferenceServer:
         try:
             uid = _str(frame, "uid")
             token = _str(frame, "auth_token")
-            if frame.get("last_id") is not None:  # reserved for resuming (D13); may be absent
-                _int(frame, "last_id")
+            last_id = _int(frame, "last_id") if frame.get("last_id") is not None else None
         except _Violation as bad:
             self._reject_frame(conn, bad.code, str(bad))
             return
         conn.uid = uid
         self._notify()
-        if not self._authenticate(conn, uid, token):
+        if not self._authenticate(conn, uid, token, last_id):
             return
         while True:
             frame = await self._receive(conn)
@@ -587,7 +610,7 @@ class ReferenceServer:
                 self._reject_frame(conn, bad.code, str(bad))
                 return
 
-    def _authenticate(self, conn: _Conn, uid: str, token: str) -> bool:
+    def _authenticate(self, conn: _Conn, uid: str, token: str, last_id: int | None) -> bool:
         owner = self._tokens.get(token)
         if self._reject_auth or owner != uid:
             self.stats.auths_rejected += 1
@@ -599,7 +622,17 @@ class ReferenceServer:
         conn.authenticated = True
         self.stats.auths_ok += 1
         logger.info("auth of %s accepted", uid)
-        conn.send({"type": "auth_ok", "uid": uid, "server_time": time.time()})
+        head = self.history.head
+        answer: Frame = {"type": "auth_ok", "uid": uid, "server_time": time.time(), "last_id": head,
+                         "resumed": False, "gap": None}
+        if last_id is not None and last_id <= head:  # D13: resume after the client's last message
+            plan = self.history.plan_replay(uid, last_id)
+            conn.replay_after = plan.start_after
+            answer["resumed"] = True
+            if plan.gap:
+                answer["gap"] = {"after": last_id, "through": plan.start_after}
+                self.stats.gaps += 1
+        conn.send(answer)
         if uid in self._throttled:
             conn.send({"type": "throttle", "active": True})
         return True
@@ -613,6 +646,8 @@ class ReferenceServer:
             self.stats.pings_received += 1
         elif kind == "message":
             self._relay(conn, frame)
+        elif kind == "fetch":
+            self._fetch(conn, frame)
         elif kind == "auth":
             raise _Violation("auth: already authenticated")
         else:
@@ -630,16 +665,63 @@ class ReferenceServer:
                        "message": f"The user {to!r} does not exist."})
             return
         assert conn.uid is not None  # authenticated
-        message_id = self._next_id
-        self._next_id += 1
-        self._last_sent_at = sent_at = max(self._last_sent_at, time.time())
-        delivery: Frame = {"type": "message", "id": message_id, "sender": conn.uid, "receiver": to,
-                           "text": text, "sent_at": sent_at}
+        stored = self._store_and_relay(conn.uid, to, text)
+        conn.send({"type": "sent", "ref": ref, "id": stored.id, "sent_at": stored.sent_at})
+
+    def post(self, sender: str, to: str, text: str) -> int:
+        """Send `text` to `to` as if `sender`'s socket had sent it; return the message id.
+
+        For tests and demos that need traffic without a second client. Raises
+        CometChatException ERR_INVALID_UID for an unknown user.
+        """
+        for uid in (sender, to):
+            if uid not in self._users:
+                raise INVALID_UID.exception(reason=f"no user {uid!r} on this server")
+        return self._store_and_relay(sender, to, text).id
+
+    def _store_and_relay(self, sender: str, to: str, text: str) -> StoredMessage:
+        self._last_sent_at = sent_at = max(self._last_sent_at, self.history.now())
+        stored = self.history.add(sender, to, text, sent_at)  # committed before it is acknowledged
+        delivery = _delivery(stored)
         for other in self._sockets_of(to):
-            if other.authenticated:
+            if other.authenticated and other.replay_after is None:  # a replay will reach it in order
                 other.send(delivery)
-        conn.send({"type": "sent", "ref": ref, "id": message_id, "sent_at": sent_at})
         self.stats.messages_relayed += 1
+        return stored
+
+    def _replay_some(self, conn: _Conn) -> None:
+        """Queue the next batch of `conn`'s replay; with none left, it joins live traffic."""
+        assert conn.uid is not None and conn.replay_after is not None
+        batch = self.history.after(conn.uid, conn.replay_after, REPLAY_BATCH)
+        if not batch:
+            conn.replay_after = None
+            return
+        conn.replay_after = batch[-1].id
+        self.stats.messages_replayed += len(batch)
+        for stored in batch:
+            conn.send(_delivery(stored))
+
+    def _fetch(self, conn: _Conn, frame: Frame) -> None:
+        """Kept history after an id, as much as fits in one frame (`more` says whether to ask again)."""
+        after_id = _int(frame, "after_id")
+        limit = _int(frame, "limit")
+        ref = _int(frame, "ref")
+        if not 1 <= limit <= FETCH_LIMIT:
+            raise _Violation(f"fetch: limit must be 1 to {FETCH_LIMIT}")
+        assert conn.uid is not None  # authenticated
+        found = self.history.after(conn.uid, after_id, limit + 1)
+        messages: list[Frame] = []
+        size = 0
+        for stored in found[:limit]:
+            item = _delivery(stored)
+            del item["type"]
+            size += len(_encode(item)) + 1
+            if messages and size > HISTORY_FRAME_BUDGET:
+                break
+            messages.append(item)
+        self.stats.fetches += 1
+        conn.send({"type": "history", "ref": ref, "messages": messages,
+                   "more": len(messages) < len(found)})
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -671,26 +753,39 @@ def _bound_address(listener: trio.SocketListener) -> tuple[str, int]:
 @asynccontextmanager
 async def serve_reference(host: str = "127.0.0.1", port: int = 0, *, auth_key: str | None = None,
                           max_connections: int | None = None, users: Iterable[str] = (),
-                          ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[ReferenceServer]:
+                          ssl_context: ssl.SSLContext | None = None, history: Path | str | None = None,
+                          retention: Retention | None = None,
+                          clock: Callable[[], float] | None = None) -> AsyncIterator[ReferenceServer]:
     """Run the reference server on `host:port` (a free port by default) for the block's duration.
 
     With `ssl_context` (a server context holding the certificate) it serves TLS: `url` is wss://.
+
+    `history` is the SQLite file of users, tokens and messages (D13): a server started again on
+    the same file knows them all. None (the default) uses a file in a temporary directory removed
+    on exit; `history.IN_MEMORY` keeps it in memory. `retention` sets the replay and keep windows;
+    `clock` gives message times (default `time.time`; tests pass `trio.current_time`).
 
     On exit every connection is closed with 1001 (waiting at most a few seconds) and every
     task of the server ends. `max_connections` caps the open realtime sockets: beyond it a new
     socket is closed with 1013 'retry-after=1.0'. `users` are added before the first connection.
     """
     try:
-        async with _serving(host, port, auth_key, max_connections, users, ssl_context) as server:
-            yield server
+        with contextlib.ExitStack() as files:
+            if history is None:
+                folder = files.enter_context(tempfile.TemporaryDirectory(prefix="cometchat-fsm-"))
+                history = Path(folder) / "history.sqlite3"
+            store = History(history, retention, clock)
+            files.callback(store.close)
+            async with _serving(host, port, auth_key, max_connections, users, ssl_context, store) as server:
+                yield server
     except BaseExceptionGroup as group:  # strict nurseries wrap even the block's own exception
         raise single_exception(group) from None
 
 
 @asynccontextmanager
 async def _serving(host: str, port: int, auth_key: str | None, max_connections: int | None,
-                   users: Iterable[str],
-                   ssl_context: ssl.SSLContext | None) -> AsyncIterator[ReferenceServer]:
+                   users: Iterable[str], ssl_context: ssl.SSLContext | None,
+                   history: History) -> AsyncIterator[ReferenceServer]:
     uids = list(users)
     for uid in uids:  # bad arguments fail before a port is taken
         if not is_valid_uid(uid):
@@ -703,7 +798,7 @@ async def _serving(host: str, port: int, auth_key: str | None, max_connections: 
             await extra.aclose()
         bound_host, bound_port = _bound_address(listeners[0])
         server = ReferenceServer(nursery, bound_host, bound_port, auth_key=auth_key,
-                                 max_connections=max_connections)
+                                 max_connections=max_connections, history=history)
         server.scheme = "wss" if ssl_context is not None else "ws"
         for uid in uids:
             server.add_user(uid)

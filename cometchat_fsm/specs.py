@@ -34,7 +34,7 @@ BAD_SPECS = ErrorSpec(
 
 ENV_VAR = "COMETCHAT_FSM_SPECS"
 SOURCES = frozenset({"DOC", "DEC", "PROJECT"})
-STATUSES = frozenset({"active", "later", "retired"})
+STATUSES = frozenset({"active", "later", "live", "retired"})
 MODES = frozenset({"auto", "manual"})
 _ID = re.compile(r"[A-Z][0-9]+[a-z]?")
 _STATUS_VALUES = frozenset(s.value for s in ConnectionStatus)
@@ -103,6 +103,7 @@ class Rule:
     status: str
     examples: tuple[Example, ...] = ()
     replaces: str = ""  # the retired rule this one supersedes (ID policy: never renumber)
+    checked_by: str = ""  # status "live": the rule of the client and server, and the tests that check it
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +332,8 @@ def _rules(path: Path) -> tuple[Rule, ...]:
         rule_id = t.text("id") if "id" in t.data else ""
         if rule_id:
             t.where = f"{path.name}: rule {rule_id}"
-        t.check_keys(("id", "source", "title", "given", "when", "then", "status"), ("example", "replaces"))
+        t.check_keys(("id", "source", "title", "given", "when", "then", "status"),
+                     ("example", "replaces", "checked_by"))
         if not _ID.fullmatch(rule_id):
             raise _bad(t.where, f"'id' must look like L1, D6a or P2, not {rule_id!r}")
         if rule_id in seen:
@@ -340,7 +342,9 @@ def _rules(path: Path) -> tuple[Rule, ...]:
         examples = tuple(_example(rule_id, i, e) for i, e in enumerate(t.tables("example"), 1))
         rules.append(Rule(rule_id, t.text("source", choices=SOURCES), t.text("title"), t.text("given"),
                           t.text("when"), t.text("then"), t.text("status", choices=STATUSES), examples,
-                          t.text("replaces", "")))
+                          t.text("replaces", ""), t.text("checked_by", "")))
+        if (rules[-1].status == "live") != bool(rules[-1].checked_by):
+            raise _bad(t.where, "a rule with status 'live' names its tests in 'checked_by' (and only it)")
     by_id = {r.id: r for r in rules}
     for r in rules:
         if r.replaces and (r.replaces not in by_id or by_id[r.replaces].status != "retired"):

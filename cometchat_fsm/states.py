@@ -70,6 +70,7 @@ NOTIFICATION_OF_STATUS: dict[ConnectionStatus, str] = {
 STATUS_OF_NOTIFICATION: dict[str, str] = {
     name: status.value for status, name in NOTIFICATION_OF_STATUS.items()}
 ON_CONNECTION_ERROR = "on_connection_error"
+ON_CONNECTED = NOTIFICATION_OF_STATUS[ConnectionStatus.CONNECTED]
 NOTIFICATION_NAMES = (*NOTIFICATION_OF_STATUS.values(), ON_CONNECTION_ERROR)
 
 LOGGED_IN = frozenset(Phase) - {Phase.LOGGED_OUT, Phase.LOGGING_IN}

@@ -88,7 +88,19 @@ def test_messages_are_delivered_with_the_sender(run: tuple[int, str, str, float]
     rows = _rows(run[1])
     assert _find(rows, "bob", "<- message #1 from alice").notes == "'Lunch at noon?'"
     assert _find(rows, "alice", "<- message #2 from bob").notes == "'Sure, see you!'"
-    assert _find(rows, "bob", "<- message #3 from alice").notes == "'Still up?'"  # in the background window
+    assert _find(rows, "bob", "<- message #4 from alice").notes == "'Still up?'"  # in the background window
+
+
+def test_a_message_sent_while_away_is_replayed_on_return(run: tuple[int, str, str, float]) -> None:
+    """D13: the server keeps bob's message while alice has no socket and replays it when she is back."""
+    rows = _rows(run[1])
+    bg = _find(rows, "alice", "enter_background()")
+    fg = _find(rows, "alice", "enter_foreground()", after=bg.time)
+    kept = _find(rows, "bob", "check: message #3 kept by the server", after=bg.time)
+    assert kept.time < fg.time
+    arrived = _find(rows, "alice", "<- message #3 from bob", after=bg.time)
+    assert arrived.time == fg.time and arrived.notes == '"Call me when you\'re back"'
+    assert "resumed, no gap" in _find(rows, "alice", "check: message #3 replayed on return").notes
 
 
 def test_auto_background_disconnects_at_once(run: tuple[int, str, str, float]) -> None:
@@ -162,8 +174,8 @@ def test_restart_logout_and_summary(run: tuple[int, str, str, float]) -> None:
     alice = next(line.split() for line in summary if line.startswith("alice"))
     bob = next(line.split() for line in summary if line.startswith("bob"))
     # user, mode, sockets opened, failed, connects, reconnects, sent, received
-    assert alice[1] == "auto" and alice[5] == "3" and (alice[6], alice[7]) == ("2", "1")
-    assert bob[1] == "manual" and bob[5] == "2" and (bob[6], bob[7]) == ("1", "2")
+    assert alice[1] == "auto" and alice[5] == "3" and (alice[6], alice[7]) == ("2", "2")
+    assert bob[1] == "manual" and bob[5] == "2" and (bob[6], bob[7]) == ("2", "2")
 
 
 def test_a_status_never_reached_fails_with_the_reason(monkeypatch: pytest.MonkeyPatch,

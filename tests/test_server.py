@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -594,6 +595,25 @@ def test_serve_runs_until_ctrl_c(capsys: Capsys, monkeypatch: pytest.MonkeyPatch
     assert lines[0].startswith("serving ws://127.0.0.1:")
     assert lines[1:] == ["auth key: sekret", "users: alice, bob", "server stopped"]
     assert err == ""
+
+
+def test_serve_keeps_users_in_its_history_file(capsys: Capsys, monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    async def ctrl_c() -> None:
+        await trio.lowlevel.checkpoint()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_until_interrupted", ctrl_c)
+    history = tmp_path / "server.sqlite3"
+    assert cli.main(["serve", "--user", "alice", "--history", str(history)]) == 0
+    assert cli.main(["serve", "--user", "bob", "--history", str(history)]) == 0
+    out = capsys.readouterr().out
+    assert "users: alice, bob" in out.split("server stopped")[1]  # the second run knew alice
+    assert f"history: {history}" in out
+    (tmp_path / "bad.sqlite3").write_text("this is not a database, it is text " * 100)
+    assert cli.main(["serve", "--history", str(tmp_path / "bad.sqlite3")]) == 2
+    out, err = capsys.readouterr()
+    assert "cannot use the history file" in err and len(err.splitlines()) == 1
 
 
 def test_serve_rejects_a_bad_uid_in_one_line(capsys: Capsys) -> None:

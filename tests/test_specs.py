@@ -82,9 +82,10 @@ def test_sources_follow_the_id_family() -> None:
     assert {r.id: r.source for r in SPECS.rules} == {i: SOURCE_OF_PREFIX[i[0]] for i in EXPECTED_IDS}
 
 
-def test_d13_is_for_later_and_every_other_rule_is_active() -> None:
-    assert {r.id: r.status for r in SPECS.rules} == {i: "later" if i == "D13" else "active"
+def test_d13_is_checked_live_and_every_other_rule_is_active() -> None:
+    assert {r.id: r.status for r in SPECS.rules} == {i: "live" if i == "D13" else "active"
                                                      for i in EXPECTED_IDS}
+    assert next(r for r in SPECS.rules if r.id == "D13").checked_by.startswith("tests/test_replay.py")
 
 
 def test_every_active_rule_has_an_example() -> None:
@@ -215,7 +216,8 @@ BROKEN = [
     ("rules.toml", 'title = "Login signs in, keeps the session, and in auto mode connects"\n', "",
      "rules.toml: rule L1: missing field 'title'"),
     ("rules.toml", 'source = "PROJECT"', 'source = "USER"', "rule P1: 'source' must be one of"),
-    ("rules.toml", 'status = "later"', 'status = "someday"', "rule D13: 'status' must be one of"),
+    ("rules.toml", 'status = "live"', 'status = "someday"', "rule D13: 'status' must be one of"),
+    ("rules.toml", 'status = "live"', 'status = "active"', "rule D13: a rule with status 'live' names"),
     ("rules.toml", 'id = "D13"', 'id = "d13"', "'id' must look like L1, D6a or P2, not 'd13'"),
     ("rules.toml", 'mode = "auto"', 'mode = "automatic"', "rule L1 example 1: 'mode' must be one of"),
     ("rules.toml", 'when = "login alice; wait 600"', 'when = "login alice; wiat 600"',

@@ -46,7 +46,8 @@ class RuleRow:
     random_hits: int = 0
     invariants: int = 0
     problems: list[str] = field(default_factory=list)
-    later: bool = False
+    status: str = "active"
+    checked_by: str = ""
 
     @property
     def exercised(self) -> int:
@@ -54,8 +55,8 @@ class RuleRow:
 
     @property
     def result(self) -> str:
-        if self.later:
-            return "later"
+        if self.status in ("later", "live"):
+            return self.status
         if self.problems:
             return "FAIL"
         return "pass" if self.exercised else "FAIL"
@@ -85,7 +86,7 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
         if out is not None:
             print(text, file=out, flush=True)
 
-    rows = {r.id: RuleRow(r.id, r.title, later=r.status != "active") for r in specs.rules}
+    rows = {r.id: RuleRow(r.id, r.title, status=r.status, checked_by=r.checked_by) for r in specs.rules}
 
     say("[1/3] exhaustive exploration of the abstract state space")
     explorations = []
@@ -158,8 +159,9 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
 def render_report(report: CheckReport) -> str:
     lines = [f"{'rule':<5} {'examples':>8} {'random':>8} {'invariants':>10}  {'result':<6} title"]
     for row in report.rows.values():
+        where = f" (checked by {row.checked_by})" if row.checked_by else ""
         lines.append(f"{row.rule_id:<5} {row.examples:>8} {row.random_hits:>8} {row.invariants:>10}  "
-                     f"{row.result:<6} {row.title}")
+                     f"{row.result:<6} {row.title}{where}")
     for row in report.rows.values():
         if row.result == "FAIL":
             why = row.problems[0] if row.problems else "nothing exercised this rule"
@@ -167,7 +169,9 @@ def render_report(report: CheckReport) -> str:
     passed = sum(r.result == "pass" for r in report.rows.values())
     failed = sum(r.result == "FAIL" for r in report.rows.values())
     later = sum(r.result == "later" for r in report.rows.values())
-    lines.append(f"{passed} rules passed, {failed} failed, {later} later; "
+    live = sum(r.result == "live" for r in report.rows.values())
+    lines.append(f"{passed} rules passed, {failed} failed, {later} later, {live} checked by the live "
+                 f"suite (make test); "
                  f"{report.random_examples} random examples, {report.random_steps} steps; "
                  f"{report.seconds:.1f} s")
     return "\n".join(lines)

@@ -1,0 +1,421 @@
+"""D13: nothing lost across reconnects. The server keeps each user's messages in SQLite and
+replays what a reconnecting client missed, in order, before live traffic; the client drops
+duplicates by id and says when the replay window was exceeded (a gap), which
+`fetch_messages` fills. In virtual time over in-memory streams (MockClock), plus one
+server stopped and started again on the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+import trio
+import trio.testing
+import trio_websocket
+from hypothesis import HealthCheck, given, settings
+
+from cometchat_fsm import (
+    AppSettings,
+    CometChatException,
+    ConnectedInfo,
+    ConnectionStatus,
+    Message,
+    Retention,
+    open_client,
+    serve_reference,
+)
+from cometchat_fsm.client import Client, Connector
+from cometchat_fsm.history import IN_MEMORY, History
+from cometchat_fsm.server import ReferenceServer
+from cometchat_fsm.testing import memory_connector
+
+AUTO = AppSettings(region="eu")
+MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
+BOUND = 600  # virtual seconds: every scenario here is far shorter
+
+
+class Infos:
+    """A listener that keeps what each on_connected(info) said, and old-style calls too."""
+
+    def __init__(self) -> None:
+        self.infos: list[ConnectedInfo] = []
+
+    def on_connected(self, info: ConnectedInfo) -> None:
+        self.infos.append(info)
+
+
+class Received:
+    """Reads the client's messages() into a list from a task of its own."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def run(self, client: Client) -> None:
+        async for message in client.messages():
+            self.messages.append(message)
+
+    @property
+    def texts(self) -> list[str]:
+        return [m.text for m in self.messages]
+
+
+async def settle() -> None:
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def until(predicate: Callable[[], bool], limit: float = 120.0) -> None:
+    with trio.fail_after(limit):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+@asynccontextmanager
+async def bob_client(server: ReferenceServer, store: Path, settings: AppSettings = AUTO,
+                     seed: int = 0, app_id: str = "app") -> AsyncIterator[tuple[Client, Infos, Received]]:
+    async with open_client(app_id, settings, url=server.url, store=store, connector=memory_connector(server),
+                           random=random.Random(seed).random) as client:
+        infos, received = Infos(), Received()
+        client.add_connection_listener("infos", infos)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(received.run, client)
+            yield client, infos, received
+            nursery.cancel_scope.cancel()
+
+
+# --- the history on its own --------------------------------------------------------------------
+
+def test_ids_increase_and_survive_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    first = History(path, clock=lambda: 10.0)
+    first.add_user("bob")
+    ids = [first.add("alice", "bob", f"m{i}", float(i)).id for i in range(3)]
+    first.add_token("secret-token", "bob")
+    first.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # tokens are in it
+    again = History(path, clock=lambda: 10.0)
+    assert ids == [1, 2, 3] and again.head == 3
+    assert again.users() == {"bob"} and again.tokens() == {"secret-token": "bob"}
+    assert again.add("alice", "bob", "m3", 3.0).id == 4
+    assert [m.text for m in again.after("bob", 1, 10)] == ["m1", "m2", "m3"]
+
+
+def test_replay_plan_by_count_by_age_and_after_deletion() -> None:
+    now = [0.0]
+    h = History(IN_MEMORY, Retention(replay_seconds=60, replay_messages=3, keep_seconds=600, keep_messages=5),
+                clock=lambda: now[0])
+    for i in range(4):  # ids 1..4 at t = 0..3
+        now[0] = float(i)
+        h.add("alice", "bob", f"m{i + 1}", now[0])
+    assert h.plan_replay("bob", 1).gap is False  # three to replay: within the count
+    by_count = h.plan_replay("bob", 0)
+    assert (by_count.start_after, by_count.gap) == (1, True)
+    now[0] = 61.5  # ids 1 and 2 (t = 0, 1) are older than 60 s
+    by_age = h.plan_replay("bob", 0)
+    assert (by_age.start_after, by_age.gap) == (2, True)
+    assert h.plan_replay("alice", 0).gap is False  # nobody wrote to alice
+    for i in range(6):  # the keep window is 5 messages (trimmed in steps of 1%, at least 1)
+        h.add("alice", "bob", f"n{i}", now[0])
+    assert len(h.after("bob", 0, 100)) <= 6
+    assert h.plan_replay("bob", 0).gap is True
+    now[0] = 10_000.0  # all beyond the keep window: deleted, but remembered as a gap
+    h.add("alice", "carol", "tick", now[0])
+    assert h.after("bob", 0, 100) == [] and h.plan_replay("bob", 0).gap is True
+    assert h.plan_replay("bob", h.head).gap is False
+
+
+def test_retention_must_be_sane() -> None:
+    with pytest.raises(ValueError):
+        Retention(replay_seconds=600, keep_seconds=60)
+    with pytest.raises(ValueError):
+        Retention(replay_messages=0)
+
+
+# --- the live client -------------------------------------------------------------------------
+
+async def test_a_message_sent_while_in_the_background_arrives_on_return(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Auto mode: the background closes the socket at once (A2), alice writes meanwhile, the
+    foreground reconnects and the replay delivers it before live traffic."""
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
+                bob_client(server, tmp_path) as (bob, infos, received):
+            await bob.login("bob", auth_key=server.auth_key)
+            await settle()
+            server.post("alice", "bob", "before")
+            await until(lambda: received.texts == ["before"])
+            bob.enter_background()
+            await settle()
+            assert bob.get_connection_status() is ConnectionStatus.DISCONNECTED
+            server.post("alice", "bob", "while away 1")
+            server.post("alice", "bob", "while away 2")
+            await trio.sleep(20)
+            bob.enter_foreground()
+            await until(lambda: bob.get_connection_status() is ConnectionStatus.CONNECTED)
+            server.post("alice", "bob", "live")
+            await until(lambda: len(received.texts) == 4)
+            assert received.texts == ["before", "while away 1", "while away 2", "live"]
+            assert [i.resumed for i in infos.infos] == [True, True]
+            assert not any(i.gap for i in infos.infos)
+            assert server.stats.messages_replayed == 2 and bob.duplicates_dropped == 0
+
+
+async def test_beyond_the_window_a_gap_is_reported_and_fetch_fills_it(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(BOUND):
+        window = Retention(replay_seconds=120, replay_messages=3)
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time,
+                                   retention=window) as server, \
+                bob_client(server, tmp_path, MANUAL) as (bob, infos, received):
+            await bob.login("bob", auth_key=server.auth_key)
+            await bob.connect()
+            before = server.post("alice", "bob", "m0")
+            await until(lambda: received.texts == ["m0"])
+            await bob.disconnect()
+            ids = [server.post("alice", "bob", f"m{i}") for i in range(1, 6)]
+            await bob.connect()
+            await until(lambda: len(received.texts) == 4)
+            assert received.texts == ["m0", "m3", "m4", "m5"]  # the newest three, in order
+            info = infos.infos[-1]
+            assert info == bob.connected_info
+            assert (info.resumed, info.gap) == (True, True)
+            assert (info.missed_after, info.missed_through) == (before, ids[1])
+            filled = await bob.fetch_messages(before, ids[1] - before)
+            assert [m.text for m in filled] == ["m1", "m2"] and [m.id for m in filled] == ids[:2]
+            assert received.texts == ["m0", "m3", "m4", "m5"]  # fetching delivers nothing twice
+
+
+async def test_an_old_message_beyond_the_time_window_is_a_gap(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
+                bob_client(server, tmp_path, MANUAL) as (bob, infos, received):
+            await bob.login("bob", auth_key=server.auth_key)
+            server.post("alice", "bob", "old")
+            await trio.sleep(121)  # the default replay window: 2 minutes
+            server.post("alice", "bob", "new")
+            await bob.connect()
+            await until(lambda: received.texts == ["new"])
+            assert infos.infos[-1].gap and infos.infos[-1].missed_through == 1
+            assert [m.text for m in await bob.fetch_messages(0, 10)] == ["old", "new"]
+
+
+async def test_fetch_pages_through_frames_and_checks_its_arguments(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
+                bob_client(server, tmp_path, MANUAL) as (bob, _, received):
+            await bob.login("bob", auth_key=server.auth_key)
+            with pytest.raises(CometChatException) as info:
+                await bob.fetch_messages(0, 10)
+            assert info.value.code == "ERR_NO_WEBSOCKET_CONNECTION"
+            await bob.connect()
+            big = "x" * 16_000  # four of these fill one history frame: the client asks again
+            for i in range(12):
+                server.post("alice", "bob", f"{i}:{big}")
+            fetched = await bob.fetch_messages(0, 10)
+            assert [m.text.split(":")[0] for m in fetched] == [str(i) for i in range(10)]
+            assert server.stats.fetches >= 3
+            with pytest.raises(TypeError):
+                await bob.fetch_messages("0", 10)  # type: ignore[arg-type]
+            for bad in ((-1, 10), (0, 0), (0, 1001)):
+                with pytest.raises(CometChatException) as info:
+                    await bob.fetch_messages(*bad)
+                assert info.value.code == "ERR_INVALID_ARGUMENT"
+            await until(lambda: len(received.messages) == 12)
+
+
+async def test_nothing_acknowledged_is_lost_when_the_server_process_stops(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """A server stopped and started again on the same file knows the users, the tokens and
+    the messages; the client's stored session reconnects and the replay delivers them."""
+    history, store = tmp_path / "history.sqlite3", tmp_path / "store"
+    holder: list[ReferenceServer] = []
+
+    def connector() -> Connector:
+        return lambda resource: memory_connector(holder[-1])(resource)
+
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob"), history=history, auth_key="k",
+                                   clock=trio.current_time) as first:
+            holder.append(first)
+            async with open_client("app", AUTO, url=first.url, store=store, connector=connector()) as alice:
+                await alice.login("alice", auth_key="k")
+                async with open_client("app2", AUTO, url=first.url, store=store,
+                                       connector=connector()) as bob:
+                    await bob.login("bob", auth_key="k")
+                    bob.enter_background()
+                    await settle()
+                    sent = [await alice.send_message("bob", f"m{i}") for i in range(3)]
+        async with serve_reference(history=history, auth_key="k", clock=trio.current_time) as second:
+            holder.append(second)
+            assert second.users == {"alice", "bob"}
+            # The app relaunches: its stored session (token) authenticates with the new process.
+            async with bob_client(second, store, app_id="app2") as (bob, infos, received):
+                await until(lambda: bob.get_connection_status() is ConnectionStatus.CONNECTED)
+                assert bob.get_logged_in_user() is not None
+                # A restored session has no stored place: the app reads what it missed from history.
+                assert infos.infos[-1].resumed is False
+                missed = await bob.fetch_messages(0, 100)
+                assert [(m.id, m.text) for m in missed] == [(m.id, m.text) for m in sent]
+                second.post("alice", "bob", "after the restart")
+                await until(lambda: received.texts == ["after the restart"])
+                assert received.messages[0].id == sent[-1].id + 1  # ids are never reused
+
+
+# --- a server that repeats itself -------------------------------------------------------------
+
+def scripted(frames: list[dict[str, object]]) -> Connector:
+    """A connector to a fake server that accepts any auth and then sends `frames`."""
+    import json
+
+    @asynccontextmanager
+    async def connect(resource: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        client_end, server_end = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            async def serve() -> None:
+                request = await trio_websocket.wrap_server_stream(nursery, server_end)
+                ws = await request.accept()
+                await ws.get_message()  # the auth frame
+                await ws.send_message(json.dumps({"type": "auth_ok", "uid": "bob", "resumed": True}))
+                for frame in frames:
+                    await ws.send_message(json.dumps(frame))
+                await trio.sleep_forever()
+
+            nursery.start_soon(serve)
+            ws = await trio_websocket.wrap_client_stream(nursery, client_end, "127.0.0.1", resource)  # type: ignore[arg-type]
+            yield ws
+            nursery.cancel_scope.cancel()
+
+    return connect
+
+
+async def test_the_client_drops_duplicates_by_id(tmp_path: Path,
+                                                 autojump_clock: trio.testing.MockClock) -> None:
+    def msg(i: int) -> dict[str, object]:
+        return {"type": "message", "id": i, "sender": "alice", "receiver": "bob", "text": f"m{i}",
+                "sent_at": 0.0}
+
+    async with serve_reference(users=("bob",)) as server:
+        store = tmp_path / "s"
+        async with open_client("app", AUTO, url=server.url, store=store,
+                               connector=memory_connector(server)) as c:
+            await c.login("bob", auth_key=server.auth_key)  # only to store a session
+    with trio.fail_after(BOUND):
+        async with open_client("app", AUTO, url="ws://127.0.0.1:9", store=store,
+                               connector=scripted([msg(1), msg(2), msg(2), msg(1), msg(3)])) as c:
+            received = Received()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(received.run, c)
+                await until(lambda: len(received.messages) == 3)
+                await settle()
+                nursery.cancel_scope.cancel()
+            assert received.texts == ["m1", "m2", "m3"] and c.duplicates_dropped == 2
+            assert c.last_message_id == 3
+
+
+# --- the property -----------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    sent: list[int] = field(default_factory=list)
+    received: list[int] = field(default_factory=list)
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+
+STEP = st.one_of(
+    st.tuples(st.just("send"), st.integers(1, 4)),
+    st.tuples(st.sampled_from(["background", "foreground", "ping", "connect", "disconnect", "network_lost",
+                               "network_restored", "drop", "restart"]), st.just(0)),
+    st.tuples(st.just("wait"), st.sampled_from([0, 1, 3, 10, 18, 29, 31, 45])),
+)
+
+STATS = {"examples": 0, "gapped": 0, "replayed": 0}
+
+
+async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retention, seed: int) -> Outcome:
+    out = Outcome()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time, retention=window,
+                                   history=IN_MEMORY) as server, \
+                bob_client(server, Path(tmp), app, seed) as (bob, infos, received):
+            await bob.login("bob", auth_key=server.auth_key)
+            calls: dict[str, Callable[[], Awaitable[object] | None]] = {
+                "background": bob.enter_background, "foreground": bob.enter_foreground,
+                "network_lost": bob.network_lost, "network_restored": bob.network_restored,
+                "ping": bob.ping, "connect": bob.connect, "disconnect": bob.disconnect,
+            }
+            n = 0
+            for name, arg in steps:
+                if name == "send":
+                    for _ in range(arg):
+                        out.sent.append(server.post("alice", "bob", f"t{n}"))
+                        n += 1
+                elif name == "wait":
+                    await trio.sleep(arg)
+                elif name == "drop":
+                    server.drop("bob")
+                elif name == "restart":
+                    await server.restart()
+                else:
+                    try:
+                        result = calls[name]()
+                        if result is not None:
+                            await result
+                    except CometChatException:
+                        pass  # refusals are the lifecycle's business, tested elsewhere
+                await settle()
+            # Lift every fault; the client must end connected and the replay complete.
+            bob.enter_foreground()
+            bob.network_restored()
+            try:
+                await bob.connect()
+            except CometChatException:
+                pass
+            await until(lambda: bob.get_connection_status() is ConnectionStatus.CONNECTED, 120)
+            await until(lambda: server.open_sockets("bob") == 1 and all(
+                c.replay_after is None for c in server._sockets_of("bob")))
+            await settle()
+            out.received = [m.id for m in received.messages]
+            out.gaps = [(i.missed_after or 0, i.missed_through or 0) for i in infos.infos if i.gap]
+            STATS["replayed"] += server.stats.messages_replayed
+    return out
+
+
+@settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow],
+          max_examples=int(os.environ.get("REPLAY_EXAMPLES", "300")))
+@given(manual=st.booleans(), steps=st.lists(STEP, max_size=20), seed=st.integers(0, 2**16),
+       small=st.booleans())
+def test_every_message_arrives_once_in_order_or_inside_a_reported_gap(
+        manual: bool, steps: list[tuple[str, int]], seed: int, small: bool) -> None:
+    """For any interleaving of messages, background/foreground, pings, network loss, drops and
+    restarts ending connected: with no gap reported the app receives exactly the messages sent,
+    in send order, once each; with a gap (small windows: 20 s / 3 messages) what it receives is
+    still in order with no duplicate, and every message it misses lies inside a reported gap."""
+    window = Retention(replay_seconds=20, replay_messages=3) if small else Retention()
+    out = trio.run(_drive, MANUAL if manual else AUTO, steps, window, seed,
+                   clock=trio.testing.MockClock(autojump_threshold=0))
+    STATS["examples"] += 1
+    assert out.received == sorted(set(out.received)), "out of order or duplicated"
+    assert set(out.received) <= set(out.sent)
+    if not out.gaps:
+        assert out.received == out.sent
+    else:
+        STATS["gapped"] += 1
+        missing = set(out.sent) - set(out.received)
+        assert all(any(a < m <= b for a, b in out.gaps) for m in missing), (missing, out.gaps)
+
+
+def test_the_property_saw_gaps_and_replays() -> None:
+    """Runs after the property (file order): its examples covered both outcomes."""
+    if STATS["examples"] == 0:
+        pytest.skip("run together with the property")
+    assert STATS["gapped"] > 0 and STATS["replayed"] > 0
