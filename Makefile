@@ -27,7 +27,8 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; core=$$?; \
 	$(BIN)/python bench/live.py; live=$$?; \
-	exit $$(( core > live ? core : live ))
+	$(BIN)/python bench/replay.py; replay=$$?; \
+	exit $$(( core > live ? (core > replay ? core : replay) : (live > replay ? live : replay) ))
 
 diagrams: $(STAMP)
 	$(BIN)/cometchat-fsm diagram

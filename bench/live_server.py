@@ -146,6 +146,8 @@ def control_handler(server: ReferenceServer, nursery: trio.Nursery,
                     s = server.stats
                     answer = {"open_sockets": server.open_sockets(), "accepted": s.connections_accepted,
                               "auths_ok": s.auths_ok, "restarts": s.restarts, "tcp_accepts": len(ACCEPTS),
+                              "messages_relayed": s.messages_relayed,
+                              "messages_replayed": s.messages_replayed, "gaps": s.gaps,
                               "active": ACTIVE[0],
                               "rss_mib": _rss_mib(), "fds": len(os.listdir("/proc/self/fd"))}
                 elif cmd == "quit":
