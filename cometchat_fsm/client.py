@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,9 +22,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
+from wsproto.utilities import LocalProtocolError
 
 from . import errors
 from .effects import (
@@ -68,7 +71,15 @@ from .model import ClientModel
 from .session_store import SessionStore, StoredSession
 from .settings import AppSettings, init
 from .simulation import SUCCESS_CONNECT, SUCCESS_DISCONNECT, SUCCESS_PING
-from .states import LIVE, ON_CONNECTED, ON_CONNECTION_ERROR, STATUS_OF_NOTIFICATION, ConnectionStatus, Phase
+from .states import (
+    LIVE,
+    NOTIFICATION_NAMES,
+    ON_CONNECTED,
+    ON_CONNECTION_ERROR,
+    STATUS_OF_NOTIFICATION,
+    ConnectionStatus,
+    Phase,
+)
 from .trace import TraceRecorder
 from .wsclient import open_websocket
 
@@ -76,10 +87,16 @@ log = logging.getLogger("cometchat_fsm.client")
 
 UID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 MAX_TEXT = 16_384
+#: A text's JSON form (`json.dumps(text)` without its quotes, every non-ASCII character escaped)
+#: may take at most this many bytes, so that any frame carrying it stays under MAX_FRAME: 16,384
+#: emoji would take 196,608 (docs/protocol.md, the message frame; the server's MAX_TEXT_JSON_BYTES).
+MAX_TEXT_JSON = 61_440
 MAX_FRAME = 65_536
 MAX_FETCH = 1000
 LOGIN_PATH = "/v1/login"
 SOCKET_PATH = "/v1/socket"
+#: How long a close the client starts may wait for the server's answer (then the stream is cut).
+CLOSE_TIMEOUT = 2.0
 
 #: Opens a WebSocket to a resource path of the server; the connection lives as long as the
 #: context. The default dials the URL; tests pass one over in-memory streams.
@@ -105,10 +122,10 @@ class ConnectedInfo:
     """What `on_connected(info)` hears about the connection that just opened (D13).
 
     `resumed`: the server knew the last message this client delivered and replays what followed
-    before live traffic (every connection after a login; not after a restored session, whose
-    place is not stored). `gap`: the replay leaves out messages older than the server's replay
-    window; they have ids above `missed_after` up to `missed_through` and can be read with
-    `fetch_messages(missed_after, ...)`.
+    before live traffic (every connection after a login, and after a session restored from the
+    store, which keeps the place where the last run closed). `gap`: the replay leaves out
+    messages older than the server's replay window; they have ids above `missed_after` up to
+    `missed_through` and can be read with `fetch_messages(missed_after, ...)`.
     """
 
     resumed: bool = False
@@ -118,7 +135,12 @@ class ConnectedInfo:
 
 
 class ProtocolError(Exception):
-    """The server sent something docs/protocol.md does not allow."""
+    """The server sent something docs/protocol.md does not allow; `code` is the close code the
+    client answers it with (1007: not JSON, 1008: any other breach)."""
+
+    def __init__(self, reason: str, code: int = 1008) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 def url_connector(url: str, *, connect_timeout: float, max_message_size: int = MAX_FRAME,
@@ -136,24 +158,42 @@ def _frame(raw: str | bytes) -> dict[str, Any]:
     if isinstance(raw, bytes):
         raise ProtocolError("binary frame")
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
+        data = json.loads(raw, parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
+        raise ProtocolError(f"not JSON: {exc}", 1007) from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError("a frame must be a JSON object with a string 'type'")
     return data
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _field(frame: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = frame.get(name)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ProtocolError(f"{frame['type']!r} frame: field {name!r} missing or of the wrong type")
+        raise ProtocolError(f"{_shown(frame['type'])} frame: field {name!r} missing or of the wrong type")
     return value
+
+
+def _shown(value: object) -> str:
+    """A server-chosen value in a log line or close reason: quoted, at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _message(frame: dict[str, Any]) -> Message:
     return Message(_field(frame, "id", int), _field(frame, "sender", str), _field(frame, "receiver", str),
                    _field(frame, "text", str), float(_field(frame, "sent_at", (int, float))))
+
+
+#: What to do about a message the server refused (its `error` frame's code).
+_SEND_ERROR_DETAILS = {
+    "ERR_UID_NOT_FOUND": "Check the receiver's uid.",
+    "ERR_TEXT_TOO_LONG": "Shorten the text: at most 16,384 characters and 61,440 bytes as JSON.",
+    "ERR_TEXT_INVALID": "The text must be valid Unicode: remove lone surrogates.",
+}
 
 
 def _retry_after(reason: str | None) -> float | None:
@@ -333,11 +373,19 @@ class Client:
 
     # --- Listeners ----------------------------------------------------------------------------
     def add_connection_listener(self, listener_id: str, listener: object) -> None:
-        if not isinstance(listener_id, str) or not listener_id:
-            raise errors.BAD_ARGUMENTS.exception("listener_id must be a non-empty string")
+        """Add (or replace) the listener named `listener_id`: an object with any of the methods
+        on_connecting, on_connected, on_disconnected, on_feature_throttled, on_connection_error."""
+        self._check_open()
+        _require_str("listener_id", listener_id, errors.INVALID_LISTENER_ID)
+        if not any(callable(getattr(listener, name, None)) for name in NOTIFICATION_NAMES):
+            raise TypeError(f"listener must be an object with at least one of the methods "
+                            f"{', '.join(NOTIFICATION_NAMES)}; got {type(listener).__name__}")
         self._listeners[listener_id] = listener
 
     def remove_connection_listener(self, listener_id: str) -> None:
+        """Remove the listener named `listener_id`; an unknown id is no error."""
+        self._check_open()
+        _require_str("listener_id", listener_id, errors.INVALID_LISTENER_ID)
         self._listeners.pop(listener_id, None)
 
     # --- App calls ----------------------------------------------------------------------------
@@ -347,14 +395,15 @@ class Client:
         self._check_open()
         if auth_token is not None:
             if uid is not None or auth_key is not None:
-                raise errors.BAD_ARGUMENTS.exception("pass either uid and auth_key, or auth_token alone")
-            _require_str("auth_token", auth_token)
-            return await self._login_with_token(auth_token)
-        _require_str("uid", uid)
-        _require_str("auth_key", auth_key)
-        assert uid is not None and auth_key is not None
-        if not UID.fullmatch(uid):
-            raise errors.INVALID_UID.exception(f"got {uid[:20]!r}")
+                raise errors.LOGIN_ARGUMENTS.exception("auth_token came with a uid or an auth_key")
+            token = _require_str("auth_token", auth_token, errors.LOGIN_ARGUMENTS)
+            return await self._login_with_token(token)
+        if uid is None:
+            raise errors.LOGIN_ARGUMENTS.exception("neither a uid nor an auth_token")
+        uid = _require_uid("uid", uid)
+        if auth_key is None:
+            raise errors.LOGIN_ARGUMENTS.exception("a uid without an auth_key")
+        auth_key = _require_str("auth_key", auth_key, errors.LOGIN_ARGUMENTS)
         if self._verifying:
             raise errors.LOGIN_IN_PROGRESS.exception()
         if self._model.user == uid and self._model.phase is not Phase.LOGGING_IN:
@@ -367,8 +416,9 @@ class Client:
         try:
             answer = await self._verify({"type": "login", "uid": uid, "auth_key": auth_key})
         except CometChatException as exc:
-            if self._logins == mine and self._model.phase is Phase.LOGGING_IN:
-                self._apply(LoginFailed(exc))
+            if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
+                raise errors.LOGIN_CANCELLED.exception(f"the server then answered {exc.code}") from None
+            self._apply(LoginFailed(exc))
             raise
         if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
             raise errors.LOGIN_CANCELLED.exception()
@@ -398,22 +448,25 @@ class Client:
     async def _verify(self, request: dict[str, str]) -> tuple[str, str, int | None]:
         """Ask the server's login endpoint; return (uid, token, newest message id) or raise its
         typed error. Messages after that id are this login's to receive (D13)."""
+        answer: dict[str, Any] | None = None
         try:
             with trio.fail_after(self.settings.connect_timeout):
                 async with self._connect_to(LOGIN_PATH) as ws:
                     await ws.send_message(json.dumps(request))
                     answer = _frame(await ws.get_message())
-        except CometChatException:
-            raise
-        except trio.TooSlowError:
-            raise errors.LOGIN_FAILED.exception("the server did not answer in time") from None
-        except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
-                trio.BrokenResourceError, ProtocolError) as exc:
-            raise errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            if answer is None:
+                raise _login_failure(exc) from None
+            # The answer is whole; only the close after it failed (it took the rest of the
+            # time, or the server pinged after our close frame): the answer stands.
+            log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
         if answer["type"] == "login_ok":
             try:
                 last_id = answer.get("last_id")
-                return (_field(answer, "uid", str), _field(answer, "auth_token", str),
+                uid = _field(answer, "uid", str)
+                if not UID.fullmatch(uid):
+                    raise ProtocolError(f"'login_ok' frame: uid {_shown(uid)} is not a valid uid")
+                return (uid, _field(answer, "auth_token", str),
                         _field(answer, "last_id", int) if last_id is not None else None)
             except ProtocolError as exc:
                 raise errors.LOGIN_FAILED.exception(str(exc)) from None
@@ -422,7 +475,7 @@ class Client:
             message = answer.get("message") if isinstance(answer.get("message"), str) else "Login failed."
             raise CometChatException(str(code), str(message),
                                      "Check the uid and the credentials, then try again.")
-        raise errors.LOGIN_FAILED.exception(f"unexpected answer {answer['type']!r}")
+        raise errors.LOGIN_FAILED.exception(f"unexpected answer {_shown(answer['type'])}")
 
     async def logout(self) -> None:
         """D9: close everything, forget the stored session."""
@@ -444,8 +497,15 @@ class Client:
         waiter = _Waiter()
         self._waiters.append(waiter)
         # The core ends every attempt within connect_timeout (P2); the bound is a second guard.
-        with trio.fail_after(self.settings.connect_timeout + 5.0):
-            await waiter.done.wait()
+        try:
+            with trio.fail_after(self.settings.connect_timeout + 5.0):
+                await waiter.done.wait()
+        except trio.TooSlowError:
+            raise errors.CONNECT_TIMEOUT.exception(
+                f"no end of the attempt after {self.settings.connect_timeout + 5.0:g} s") from None
+        finally:
+            if waiter in self._waiters:  # timed out or cancelled: nobody will resolve it
+                self._waiters.remove(waiter)
         if waiter.error is not None:
             raise waiter.error
         return SUCCESS_CONNECT
@@ -483,12 +543,8 @@ class Client:
     async def send_message(self, receiver_uid: str, text: str) -> Message:
         """Send `text` to `receiver_uid`; return the message as the server stamped it."""
         self._check_open()
-        _require_str("receiver_uid", receiver_uid)
-        _require_str("text", text)
-        if not UID.fullmatch(receiver_uid):
-            raise errors.INVALID_UID.exception(f"got {receiver_uid[:20]!r}")
-        if not 0 < len(text) <= MAX_TEXT:
-            raise errors.BAD_ARGUMENTS.exception(f"text must be 1 to {MAX_TEXT} characters")
+        receiver_uid = _require_uid("receiver_uid", receiver_uid)
+        _check_text(text)
         sock = self._model.socket
         if self._model.phase not in LIVE or sock is None or sock not in self._sockets:
             raise errors.SEND_NOT_CONNECTED.exception(f"status is {self._model.status.value}")
@@ -514,7 +570,7 @@ class Client:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an int, not {type(value).__name__}")
         if after_id < 0 or not 1 <= limit <= MAX_FETCH:
-            raise errors.BAD_ARGUMENTS.exception(f"after_id must be >= 0 and limit 1 to {MAX_FETCH}")
+            raise errors.INVALID_FETCH.exception(f"got after_id={after_id}, limit={limit}")
         found: list[Message] = []
         while len(found) < limit:
             sock = self._model.socket
@@ -538,7 +594,9 @@ class Client:
         return found
 
     def messages(self) -> AsyncIterator[Message]:
-        """Messages received for the logged-in user, in arrival order."""
+        """Messages received for the logged-in user, in arrival order; the iteration ends when
+        the client closes."""
+        self._check_open()
         return self._inbox()[1].__aiter__()
 
     def _inbox(self) -> tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]:
@@ -605,7 +663,8 @@ class Client:
             case StoreSession(user=user):
                 token = self._token
                 if token is not None:
-                    self._store_quietly(lambda: self._store.save(self.app_id, StoredSession(user, token)))
+                    self._store_quietly(lambda: self._store.save(
+                        self.app_id, StoredSession(user, token, self._last_id)))
             case DeleteSession():
                 self._store_quietly(lambda: self._store.delete(self.app_id))
             case AttemptEnded(error=error):
@@ -682,12 +741,18 @@ class Client:
                         if entry.writer is not None:
                             entry.writer.cancel()
             except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
-                    trio.BrokenResourceError, trio.TooSlowError) as exc:
+                    trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
+                    LocalProtocolError) as exc:
+                # LocalProtocolError: trio-websocket 0.12 answers a ping the server sent after our
+                # close frame, which wsproto refuses; its reader task dies with it.
                 log.info("socket %d could not be used: %s", sock, exc)
                 # A close read before the auth frame went out still carries the server's hint (D6).
                 reason = exc.reason if isinstance(exc, trio_websocket.ConnectionClosed) else None
                 hint = _retry_after(reason.reason if reason is not None else None)
                 outcome = outcome or SocketClosed(sock, retry_after=hint)
+            except Exception:  # one socket must never take the app's nursery down
+                log.exception("socket %d failed unexpectedly; it counts as closed", sock)
+                outcome = outcome or SocketClosed(sock)
         if self._sockets.get(sock) is entry:
             del self._sockets[sock]
         if outcome is not None:
@@ -703,6 +768,8 @@ class Client:
             return SocketClosed(sock, retry_after=_retry_after(reason.reason if reason else None))
         except ProtocolError as exc:
             log.warning("socket %d: the server broke the protocol (%s); closing it", sock, exc)
+            with trio.move_on_after(CLOSE_TIMEOUT):  # 1007 or 1008 naming the problem, as the server does
+                await ws.aclose(exc.code, str(exc)[:120])
             return SocketClosed(sock)
 
     async def _write(self, entry: _Socket, ws: trio_websocket.WebSocketConnection,
@@ -713,7 +780,10 @@ class Client:
                 frames = entry.outgoing
                 while frames:
                     await ws.send_message(frames.pop(0))
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                entry.broken = True
+            except Exception:  # never into the app's nursery; the reader reports the end
+                log.exception("sending on a socket failed unexpectedly")
                 entry.broken = True
         if entry.writer is scope:
             entry.writer = None
@@ -734,6 +804,8 @@ class Client:
             self._apply_quietly(ThrottleStarted(sock) if active else ThrottleLifted(sock))
         elif kind == "message":
             message = _message(frame)
+            if self._closed:
+                return  # read just as the app closed the client: its inbox is closed
             if self._last_id is not None and message.id <= self._last_id:
                 self.duplicates_dropped += 1  # D13: delivered before (a replay overlapping live traffic)
                 return
@@ -757,12 +829,14 @@ class Client:
                 pending.result = Message(_field(frame, "id", int), self._model.user or "", pending.receiver,
                                          pending.text, float(_field(frame, "sent_at", (int, float))))
             else:
+                code, text = frame.get("code"), frame.get("message")
+                code = code if isinstance(code, str) else "ERR_SEND_FAILED"
                 pending.result = CometChatException(
-                    str(frame.get("code", "ERR_SEND_FAILED")),
-                    str(frame.get("message", "The server refused the message.")), "Check the receiver's uid.")
+                    code, text if isinstance(text, str) else "The server refused the message.",
+                    _SEND_ERROR_DETAILS.get(code, "The message was not sent; see the code and the message."))
             pending.done.set()
         else:
-            raise ProtocolError(f"unknown frame type {kind!r}")
+            raise ProtocolError(f"unknown frame type {_shown(kind)}")
 
     def _resume(self, frame: dict[str, Any]) -> ConnectedInfo:
         """Read D13's part of `auth_ok`; a server that did not know our place gives its newest id."""
@@ -772,6 +846,7 @@ class Client:
             self._last_id = head
         gap = frame.get("gap")
         if isinstance(gap, dict):
+            gap = {**gap, "type": "auth_ok gap"}  # so that a bad field is named as such
             return ConnectedInfo(resumed, True, _field(gap, "after", int), _field(gap, "through", int))
         return ConnectedInfo(resumed)
 
@@ -780,10 +855,17 @@ class Client:
         stored = self._store.load(self.app_id)
         if stored is not None:
             self._token = stored.auth_token
+            self._last_id = stored.last_id  # D13: resume where the last run stopped
             self._apply(SessionRestored(stored.uid))  # L2
 
     def _close(self) -> None:
-        """The app exits: sockets and timers end; listeners hear nothing more."""
+        """The app exits: sockets and timers end; listeners hear nothing more. The stored session
+        keeps the last delivered message id, so that the next run resumes after it (D13)."""
+        user, token = self._model.user, self._token
+        if user is not None and token is not None and self._last_id is not None \
+                and self._model.phase is not Phase.LOGGING_IN:
+            place = StoredSession(user, token, self._last_id)
+            self._store_quietly(lambda: self._store.save(self.app_id, place))
         self._closed = True
         self._listeners.clear()
         for entry in self._sockets.values():
@@ -802,6 +884,19 @@ class Client:
             raise errors.CLIENT_CLOSED.exception()
 
 
+def _login_failure(exc: Exception) -> CometChatException:
+    """What login() raises when the login endpoint gave no usable answer."""
+    if isinstance(exc, CometChatException):
+        return exc
+    if isinstance(exc, trio.TooSlowError):
+        return errors.LOGIN_FAILED.exception("the server did not answer in time")
+    if not isinstance(exc, (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
+                            trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError,
+                            LocalProtocolError)):
+        log.warning("the login request failed unexpectedly", exc_info=exc)
+    return errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}")
+
+
 def _takes_an_argument(method: Callable[..., object]) -> bool:
     try:
         inspect.signature(method).bind(None)
@@ -812,11 +907,57 @@ def _takes_an_argument(method: Callable[..., object]) -> bool:
     return True
 
 
-def _require_str(name: str, value: object) -> None:
+def _require_str(name: str, value: object, empty: errors.ErrorSpec) -> str:
+    """`value`, which must be a str (else TypeError) and not empty (else `empty`'s error)."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if not value:
-        raise errors.BAD_ARGUMENTS.exception(f"{name} must not be empty")
+        raise empty.exception(f"{name} is empty")
+    return value
+
+
+def _require_uid(name: str, value: object) -> str:
+    uid = _require_str(name, value, errors.INVALID_UID)
+    if not UID.fullmatch(uid):
+        raise errors.INVALID_UID.exception(f"{name} {_shown(uid)}")
+    return uid
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _text_json_size(text: str) -> int:
+    """The bytes `text` takes in a frame: its JSON string form without the quotes, every
+    non-ASCII character escaped (\\uXXXX, twice for one above U+FFFF), as json.dumps writes it."""
+    return len(json.dumps(text)) - 2
+
+
+def _check_text(text: object) -> None:
+    """A message text the protocol can carry (docs/protocol.md, the message frame)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}")
+    if not text:
+        raise errors.INVALID_TEXT.exception("text is empty")
+    if len(text) > MAX_TEXT:
+        raise errors.INVALID_TEXT.exception(f"text has {len(text):,} characters, over {MAX_TEXT:,}")
+    lone = _LONE_SURROGATE.search(text)
+    if lone is not None:
+        raise errors.INVALID_TEXT.exception(f"text has a lone surrogate at index {lone.start()}")
+    size = _text_json_size(text)
+    if size > MAX_TEXT_JSON:
+        raise errors.INVALID_TEXT.exception(f"text takes {size:,} bytes as JSON, over {MAX_TEXT_JSON:,}")
+
+
+def _check_url(url: object) -> None:
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port out of range
+    except ValueError as exc:
+        raise errors.INVALID_URL.exception(str(exc)) from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise errors.INVALID_URL.exception(f"got {_shown(url)}")
 
 
 @asynccontextmanager
@@ -828,7 +969,8 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
                       online: bool = True) -> AsyncIterator[Client]:
     """A live client for `app_id` against the server at `url` (see docs/protocol.md).
 
-    Invalid settings raise L3's error here. A session stored by an earlier run is restored
+    Invalid settings raise L3's error here, a url that is not ws:// or wss:// ERR_INVALID_ARGUMENT,
+    an argument of the wrong type TypeError. A session stored by an earlier run is restored
     (L2): auto mode connects on its own, manual mode waits for `connect()`. `store` is the
     directory of the session files (default: the user's data directory). With `trace`, the
     client notes its inputs, notifications and statuses for `cometchat-fsm check-trace`.
@@ -837,6 +979,16 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
     `network_restored()` instead of trying at once (D6).
     """
     init(app_id, settings)
+    _check_url(url)
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise TypeError(f"store must be a directory path (str or Path) or None, not {type(store).__name__}")
+    if random is not None and not callable(random):
+        raise TypeError(f"random must be a function returning floats in [0, 1), not {type(random).__name__}")
+    if listeners is not None and not isinstance(listeners, Mapping):
+        raise TypeError(f"listeners must be a mapping of listener ids to listeners, "
+                        f"not {type(listeners).__name__}")
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext or None, not {type(ssl_context).__name__}")
     connect = connector or url_connector(url, connect_timeout=settings.connect_timeout,
                                          ssl_context=ssl_context)
     try:

@@ -163,3 +163,38 @@ BAD_ARGUMENTS = ErrorSpec(
     "The call's arguments do not fit.",
     "See the method's documentation for the accepted arguments.",
 )
+# connect() waited connect_timeout + 5 s and the attempt had not ended: a guard only, since the
+# core ends every attempt within connect_timeout (P2).
+CONNECT_TIMEOUT = ErrorSpec(
+    "ERR_CONNECT_TIMEOUT",
+    "The connection attempt did not end in time.",
+    "connect() stopped waiting; the client may still be trying: listen for on_connected, "
+    "or call connect() again.",
+)
+# Misuse of the live client's calls: the code of BAD_ARGUMENTS, with what to do instead.
+INVALID_TEXT = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "The message text is empty, too long or not valid Unicode.",
+    "Send 1 to 16,384 characters whose JSON form is at most 61,440 bytes (an emoji counts 12, "
+    "any other non-ASCII or control character 6) and no lone surrogate; split a longer text.",
+)
+LOGIN_ARGUMENTS = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "login() needs a uid with auth_key, or auth_token alone.",
+    "Call login(uid, auth_key=...) or login(auth_token=...), with non-empty strings.",
+)
+INVALID_LISTENER_ID = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "The listener id is not valid.",
+    "Pass a non-empty string that names the listener; remove_connection_listener() takes the same id.",
+)
+INVALID_FETCH = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "fetch_messages() needs after_id >= 0 and a limit from 1 to 1000.",
+    "Pass the id after which to read (0: from the oldest kept message) and a limit from 1 to 1000.",
+)
+INVALID_URL = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "The server URL is not valid.",
+    "Pass url='ws://host:port' or 'wss://host:port', the address the server reports (server.url).",
+)

@@ -52,6 +52,8 @@ from .wsclient import hold_client_stream
 __all__ = [
     "LOGIN_PATH",
     "MAX_FRAME_BYTES",
+    "MAX_TEXT_CHARS",
+    "MAX_TEXT_JSON_BYTES",
     "SOCKET_PATH",
     "ReferenceServer",
     "ServerStats",
@@ -66,8 +68,14 @@ LOGIN_PATH = "/v1/login"
 SOCKET_PATH = "/v1/socket"
 #: A frame over this many bytes (UTF-8) closes the connection with 1009.
 MAX_FRAME_BYTES = 64 * 1024
-#: `text` of a message: at most this many characters.
+#: `text` of a message: at most this many characters (more breaks the protocol: 1008) ...
 MAX_TEXT_CHARS = 16_384
+#: ... and at most this many bytes as JSON (json.dumps without the quotes, every non-ASCII
+#: character escaped: an emoji takes 12), so that the `message` frame that delivers it and a
+#: `history` frame holding it alone stay under MAX_FRAME_BYTES. More is answered with an
+#: `error` frame (ERR_TEXT_TOO_LONG); so is a lone surrogate (ERR_TEXT_INVALID): SQLite stores
+#: UTF-8 only. The client checks the same before sending (client.MAX_TEXT_JSON).
+MAX_TEXT_JSON_BYTES = 61_440
 #: Bounds that keep a silent or stuck peer from holding a task forever (seconds, trio clock).
 HANDSHAKE_TIMEOUT = 10.0
 FIRST_FRAME_TIMEOUT = 10.0
@@ -86,7 +94,20 @@ INVALID_UID = ErrorSpec(
     "A uid is 1 to 100 characters of letters, digits, '_', '-' and '.'.",
 )
 
+TEXT_TOO_LONG = ErrorSpec(
+    "ERR_TEXT_TOO_LONG",
+    "The message text is too long.",
+    f"A text is at most {MAX_TEXT_CHARS:,} characters and {MAX_TEXT_JSON_BYTES:,} bytes as JSON "
+    "(an emoji counts 12, any other non-ASCII or control character 6); split it.",
+)
+TEXT_INVALID = ErrorSpec(
+    "ERR_TEXT_INVALID",
+    "The message text is not valid Unicode.",
+    "A text must not hold a lone surrogate (\\ud800 to \\udfff without its pair).",
+)
+
 _UID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 Frame = dict[str, object]
 Kind = Literal["login", "socket"]
@@ -95,6 +116,16 @@ Kind = Literal["login", "socket"]
 def is_valid_uid(uid: object) -> bool:
     """True for a uid docs/protocol.md allows: 1 to 100 ASCII letters, digits, `_`, `-`, `.`."""
     return isinstance(uid, str) and _UID.fullmatch(uid) is not None
+
+
+def text_problem(text: str) -> ErrorSpec | None:
+    """Why the server would refuse to store and deliver `text` (None: it would not)."""
+    if len(text) > MAX_TEXT_CHARS or (len(text) * 12 > MAX_TEXT_JSON_BYTES
+                                      and len(json.dumps(text)) - 2 > MAX_TEXT_JSON_BYTES):
+        return TEXT_TOO_LONG
+    if _LONE_SURROGATE.search(text):
+        return TEXT_INVALID
+    return None
 
 
 def _delivery(stored: StoredMessage) -> Frame:
@@ -657,8 +688,11 @@ class ReferenceServer:
         to = _str(frame, "to")
         text = _str(frame, "text")
         ref = _int(frame, "ref")
-        if len(text) > MAX_TEXT_CHARS:
-            raise _Violation(f"message: text over {MAX_TEXT_CHARS} characters")
+        problem = text_problem(text)
+        if problem is not None:  # the connection stays open: only this message is refused
+            conn.send({"type": "error", "ref": ref, "code": problem.code,
+                       "message": f"{problem.message} {problem.details}"})
+            return
         if to not in self._users:
             self.stats.messages_failed += 1
             conn.send({"type": "error", "ref": ref, "code": "ERR_UID_NOT_FOUND",
@@ -672,11 +706,15 @@ class ReferenceServer:
         """Send `text` to `to` as if `sender`'s socket had sent it; return the message id.
 
         For tests and demos that need traffic without a second client. Raises
-        CometChatException ERR_INVALID_UID for an unknown user.
+        CometChatException ERR_INVALID_UID for an unknown user, ERR_TEXT_TOO_LONG or
+        ERR_TEXT_INVALID for a text a client could not send either.
         """
         for uid in (sender, to):
             if uid not in self._users:
                 raise INVALID_UID.exception(reason=f"no user {uid!r} on this server")
+        problem = text_problem(text)
+        if problem is not None:
+            raise problem.exception(reason=f"a text of {len(text):,} characters")
         return self._store_and_relay(sender, to, text).id
 
     def _store_and_relay(self, sender: str, to: str, text: str) -> StoredMessage:

@@ -24,9 +24,12 @@ log = logging.getLogger("cometchat_fsm.session")
 class StoredSession:
     uid: str
     auth_token: str
+    #: The last message handed to the app when the client closed (D13): a restored session resumes
+    #: after it. Absent in files written before a message arrived, or by older versions.
+    last_id: int | None = None
 
     def __repr__(self) -> str:  # the token is a secret: never in logs or reprs
-        return f"StoredSession(uid={self.uid!r}, auth_token=<hidden>)"
+        return f"StoredSession(uid={self.uid!r}, auth_token=<hidden>, last_id={self.last_id!r})"
 
 
 def default_directory() -> Path:
@@ -64,13 +67,17 @@ class SessionStore:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("the stored session %s is damaged (%s); starting logged out", path, exc)
             return None
-        return StoredSession(uid, token)
+        last_id = data.get("last_id")
+        if not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 0:
+            last_id = None  # a damaged place only costs the replay, never the login
+        return StoredSession(uid, token, last_id)
 
     def save(self, app_id: str, session: StoredSession) -> None:
         """Write atomically (temporary file + rename), readable by its owner only (0600)."""
         path = self.path_for(app_id)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        payload = json.dumps({"app_id": app_id, "uid": session.uid, "auth_token": session.auth_token})
+        payload = json.dumps({"app_id": app_id, "uid": session.uid, "auth_token": session.auth_token,
+                              "last_id": session.last_id})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".session-", suffix=".tmp")
         try:
             os.fchmod(fd, 0o600)

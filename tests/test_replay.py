@@ -262,13 +262,14 @@ async def test_nothing_acknowledged_is_lost_when_the_server_process_stops(
             async with bob_client(second, store, app_id="app2") as (bob, infos, received):
                 await until(lambda: bob.get_connection_status() is ConnectionStatus.CONNECTED)
                 assert bob.get_logged_in_user() is not None
-                # A restored session has no stored place: the app reads what it missed from history.
-                assert infos.infos[-1].resumed is False
-                missed = await bob.fetch_messages(0, 100)
-                assert [(m.id, m.text) for m in missed] == [(m.id, m.text) for m in sent]
+                # The stored session kept bob's place: the replay brings what he missed.
+                assert infos.infos[-1].resumed is True and not infos.infos[-1].gap
+                await until(lambda: len(received.messages) == 3)
+                assert [(m.id, m.text) for m in received.messages] == [(m.id, m.text) for m in sent]
+                assert [m.id for m in await bob.fetch_messages(0, 100)] == [m.id for m in sent]
                 second.post("alice", "bob", "after the restart")
-                await until(lambda: received.texts == ["after the restart"])
-                assert received.messages[0].id == sent[-1].id + 1  # ids are never reused
+                await until(lambda: len(received.messages) == 4)
+                assert received.messages[-1].id == sent[-1].id + 1  # ids are never reused
 
 
 # --- a server that repeats itself -------------------------------------------------------------
@@ -419,3 +420,17 @@ def test_the_property_saw_gaps_and_replays() -> None:
     if STATS["examples"] == 0:
         pytest.skip("run together with the property")
     assert STATS["gapped"] > 0 and STATS["replayed"] > 0
+
+
+def test_the_session_file_keeps_the_place_and_ignores_a_damaged_one(tmp_path: Path) -> None:
+    from cometchat_fsm.session_store import SessionStore, StoredSession
+
+    store = SessionStore(tmp_path)
+    store.save("app", StoredSession("bob", "s3cret", 42))
+    assert store.load("app") == StoredSession("bob", "s3cret", 42)
+    for damaged in ('"42"', "-1", "true", "null"):
+        text = store.path_for("app").read_text().replace('"last_id": 42', f'"last_id": {damaged}')
+        store.path_for("app").write_text(text)
+        assert store.load("app") == StoredSession("bob", "s3cret", None)  # still logged in
+        store.save("app", StoredSession("bob", "s3cret", 42))
+    assert "s3cret" not in repr(store.load("app"))
