@@ -6,6 +6,7 @@ Most tests talk to the server over in-memory streams (`connect_in_memory`) in vi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -813,3 +814,90 @@ def test_no_byte_sequence_takes_the_server_down(chunks: list[bytes], authenticat
     finally:
         logging.getLogger("cometchat_fsm.server").removeHandler(errors)
     assert not errors.records, [r.getMessage() for r in errors.records]
+
+
+# --- hostile clients (issue 5) ----------------------------------------------------------------------
+
+
+async def test_a_client_that_never_reads_is_cut_with_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over loopback (TCP back-pressure is real): bob authenticates, then stops reading while
+    alice floods him. His outbox never exceeds OUTBOX_LIMIT, he is closed 1013 (retry later) and
+    cut when the close cannot be delivered, others keep talking meanwhile, and every message
+    stays in the history for his next connection (D13)."""
+    from cometchat_fsm import server as server_module
+
+    monkeypatch.setattr(server_module, "CLOSE_TIMEOUT", 0.5)
+    flood, text = 1_500, "z" * 16_000
+    with trio.fail_after(BOUND):
+        async with running() as (server, nursery):
+            bob_token = (await tcp_login(server, "bob"))["auth_token"]
+            stream = await trio.open_tcp_stream(server.host, server.port)
+            async with trio.open_nursery() as bob_side:
+                bob = await trio_websocket.wrap_client_stream(bob_side, stream, server.host, SOCKET_PATH,
+                                                              message_queue_size=1)
+                await send(bob, {"type": "auth", "uid": "bob", "auth_token": bob_token, "last_id": None})
+                assert (await recv(bob))["type"] == "auth_ok"  # and never reads again
+                alice = await authed(server, nursery, "alice")
+                acks = 0
+
+                async def drain_alice() -> None:
+                    nonlocal acks
+                    with contextlib.suppress(ConnectionClosed):  # the server's 1001 at the end
+                        while True:
+                            if (await recv(alice))["type"] == "sent":
+                                acks += 1
+
+                nursery.start_soon(drain_alice)
+                largest = 0
+                for i in range(flood):
+                    await send(alice, {"type": "message", "to": "bob", "text": text, "ref": i})
+                    largest = max([largest, *(len(c.outbox) for c in server._sockets_of("bob"))])
+                    if i % 100 == 0:
+                        await trio.sleep(0)
+                with trio.fail_after(20):
+                    await server.wait_open_sockets(0, "bob")
+                    while acks < flood:
+                        await trio.sleep(0.01)
+                assert largest <= server_module.OUTBOX_LIMIT
+                await exchange_works(server, nursery)
+                bob_side.cancel_scope.cancel()
+            await trio.aclose_forcefully(stream)
+            assert len(server.history.after("bob", 0, 2 * flood)) == flood  # nothing lost
+
+
+async def test_wrong_tokens_again_and_again_are_each_rejected(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(BOUND):
+        async with running() as (server, nursery):
+            alice_token = await token_of(server, nursery, "alice")
+            for i in range(50):
+                ws = await connect_in_memory(server, nursery, SOCKET_PATH)
+                uid, token = ("bob", alice_token) if i % 2 else ("alice", f"guess-{i}")
+                await send(ws, {"type": "auth", "uid": uid, "auth_token": token, "last_id": 0})
+                answer = await recv(ws)
+                assert answer["type"] == "auth_rejected" and answer["code"] == "ERR_AUTH_REJECTED"
+                assert (await closed(ws)).code == 4001
+            assert server.stats.auths_rejected == 50
+            await server.wait_open_sockets(0)
+            await authed(server, nursery, "alice", alice_token)  # the real one still works
+            await exchange_works(server, nursery)
+
+
+async def test_no_client_reads_another_users_messages(autojump_clock: trio.abc.Clock) -> None:
+    """Replay and history answer the authenticated user only, whatever the frames ask."""
+    with trio.fail_after(BOUND):
+        async with running() as (server, nursery):
+            for i in range(3):
+                server.post("carol", "bob", f"for bob {i}")
+            mine = server.post("carol", "alice", "for alice")
+            alice = await connect_in_memory(server, nursery, SOCKET_PATH)
+            token = await token_of(server, nursery, "alice")
+            await send(alice, {"type": "auth", "uid": "alice", "auth_token": token, "last_id": 0})
+            ok = await recv(alice)
+            assert ok["type"] == "auth_ok" and ok["resumed"] is True
+            replayed = await recv(alice)
+            assert (replayed["id"], replayed["receiver"]) == (mine, "alice")
+            await send(alice, {"type": "fetch", "after_id": 0, "limit": 100, "ref": 1, "uid": "bob",
+                               "receiver": "bob"})
+            history = await recv(alice)
+            assert history["type"] == "history" and [m["id"] for m in history["messages"]] == [mine]
+            assert await silent(alice)
