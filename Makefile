@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench diagrams lint typecheck clean
+.PHONY: demo test check bench soak diagrams lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/live.py; live=$$?; \
 	$(BIN)/python bench/replay.py; replay=$$?; \
 	exit $$(( core > live ? (core > replay ? core : replay) : (live > replay ? live : replay) ))
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 diagrams: $(STAMP)
 	$(BIN)/cometchat-fsm diagram

@@ -32,8 +32,6 @@ import math
 import os
 import platform
 import resource
-import secrets
-import selectors
 import shutil
 import statistics
 import subprocess
@@ -48,6 +46,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import ServerProcess, exit_status, verdict_table  # noqa: E402
 
 MEMORY_TARGET = 1.5  # managed / bare, per connected client (RSS)
 CONNECT_TARGET = 1.5  # managed / bare, time to connect all N
@@ -631,38 +631,6 @@ def raise_fd_limit(n: int) -> tuple[int, str]:
     return n, f"{note}: N = {n} kept"
 
 
-class ServerProcess:
-    def __init__(self, n: int, tmp: Path) -> None:
-        self.tokens = tmp / "tokens.json"
-        self.auth_key = secrets.token_urlsafe(18)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "live_server.py"), "--users", str(n),
-             "--auth-key", self.auth_key, "--tokens", str(self.tokens),
-             "--lifetime", str(SERVER_MAX_LIFETIME)],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-    def wait_ready(self, limit: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the server process exited ({self.proc.poll()})")
-            if line.startswith("READY "):
-                info: dict[str, Any] = json.loads(line[6:])
-                return info
-        raise RuntimeError(f"the server did not get ready within {limit:.0f} s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-
-
 def run_side(role: str, cfg: dict[str, Any], limit: float) -> dict[str, Any]:
     cfg = {**cfg, "role": role}
     try:
@@ -706,11 +674,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     cfg: dict[str, Any] = {}
     try:
-        server = ServerProcess(n, tmp)
+        tokens = tmp / "tokens.json"
+        server = ServerProcess("live_server.py", "--users", str(n), "--tokens", str(tokens),
+                               "--lifetime", str(SERVER_MAX_LIFETIME))
         info = server.wait_ready(SERVER_READY_LIMIT)
         print(f"server: bench/live_server.py in its own process, {info['users']} users, each logged in "
               f"once through /v1/login beforehand ({info['login_s']:.1f} s, setup, not timed)", flush=True)
-        cfg = {"url": info["url"], "control": info["control"], "tokens": str(server.tokens),
+        cfg = {"url": info["url"], "control": info["control"], "tokens": str(tokens),
                "store": str(tmp / "sessions"), "n": n, "concurrency": CONCURRENCY,
                "warmup": 20 if quick else 50, "tm_n": 200 if quick else 1_000,
                "connect_limit": 60.0, "storm_limit": 90.0, "baseline_limit": 60.0,
@@ -848,9 +818,7 @@ def report(results: dict[str, dict[str, Any]], n: int, quick: bool, cfg: dict[st
         ("network_restored() -> connected, median", f"< {RESTORE_TARGET_MS:.0f} ms", f"{med:.2f} ms",
          med < RESTORE_TARGET_MS),
     ]
-    print("\n| target | wanted | measured | verdict |\n|---|---|---|---|")
-    for name, wanted, got, ok in table:
-        print(f"| {name} | {wanted} | {got} | {'met' if ok else 'MISSED'} |")
+    missed = [name.strip() for name in verdict_table(table)]
     print(f"({time.perf_counter() - started:.1f} s)")
     if broken:
         print("could not measure: " + "; ".join(broken))
@@ -858,11 +826,7 @@ def report(results: dict[str, dict[str, Any]], n: int, quick: bool, cfg: dict[st
     if quick:
         print("(quick run: figures only, no verdict on the exit status)")
         return 0
-    missed = [name.strip() for name, _, _, ok in table if not ok]
-    if missed:
-        print(f"missed: {'; '.join(missed)}")
-        return 1
-    return 0
+    return exit_status(missed)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
 import trio_websocket
+from common import serve_control
 
 from cometchat_fsm.server import LOGIN_PATH, ReferenceServer, serve_reference
 
@@ -172,11 +173,8 @@ async def main(args: argparse.Namespace) -> None:
             tokens = await login_all(server.url, uids, server.auth_key, args.login_concurrency)
             login_s = time.perf_counter() - t0
             Path(args.tokens).write_text(json.dumps(tokens), encoding="utf-8")
-            control = await nursery.start(lambda task_status: trio_websocket.serve_websocket(
-                control_handler(server, nursery, stop), "127.0.0.1", 0, ssl_context=None,
-                max_message_size=64 * 1024 * 1024, task_status=task_status))
-            print("READY " + json.dumps({"url": server.url, "control": f"ws://127.0.0.1:{control.port}",
-                                         "login_s": login_s, "users": len(uids)}), flush=True)
+            await serve_control(nursery, control_handler(server, nursery, stop), server.url,
+                                login_s=login_s, users=len(uids))
             await stop.wait()
             nursery.cancel_scope.cancel()
 

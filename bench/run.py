@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import transitions
+from common import exit_status, verdict_table
 from transitions import Machine
 
 from cometchat_fsm import errors
@@ -552,18 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         (f"Hypothesis '{profile_name}' profile", "< 60 s", f"{conf['hypothesis_s']:.1f} s",
          conf["hypothesis_s"] < 60.0),
     ]
-    print("\n| target | wanted | measured | verdict |\n|---|---|---|---|")
-    for name, wanted, got, ok in results:
-        print(f"| {name} | {wanted} | {got} | {'met' if ok else 'MISSED'} |")
-    missed = [name for name, _, _, ok in results if not ok]
+    missed = verdict_table(results)
     print(f"({time.perf_counter() - started:.1f} s)")
     if quick:
         print("(quick run: figures only, no verdict on the exit status)")
         return 0
-    if missed:
-        print(f"missed: {'; '.join(missed)}")
-        return 1
-    return 0
+    return exit_status(missed)
 
 
 if __name__ == "__main__":
