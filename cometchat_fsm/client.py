@@ -338,6 +338,12 @@ class Client:
         self._fetches: dict[int, _Fetch] = {}
         #: The id of the last message handed to the app (D13); sent with every auth frame.
         self._last_id: int | None = None
+        # For the place stored at close: messages in the inbox the app has not taken yet, and
+        # the id before the first of them (they must be replayed next run, not skipped).
+        self._reading = False
+        self._unread = 0
+        self._before_unread: int | None = None
+        self._stale = 0  # unread messages of an earlier login, ahead of the current user's
         self._connected_info = ConnectedInfo()
         self.duplicates_dropped = 0
         # The inbox channel is made on first use (most clients never read messages).
@@ -410,6 +416,7 @@ class Client:
             return User(uid)  # D10: same user, nothing to do
         # Raises ERR_LOGIN_IN_PROGRESS (D10); logs a different user out first.
         self._call("login", Login(uid), uid=uid)
+        self._forget_place()
         self._token = None
         self._logins += 1
         mine = self._logins
@@ -441,6 +448,7 @@ class Client:
         if self._model.user == uid:
             return User(uid)
         self._call("login", Login(uid), uid=uid)
+        self._forget_place()
         self._token, self._last_id = fresh, last_id
         self._apply(LoginVerified())
         return User(uid)
@@ -483,7 +491,7 @@ class Client:
         self._logins += 1  # a login still waiting for its answer is void
         self._call("logout", Logout())
         self._token = None
-        self._last_id = None
+        self._forget_place()
 
     async def connect(self) -> str:
         """Open the socket (M1, D4); return E2's message, or raise why the attempt failed."""
@@ -597,7 +605,17 @@ class Client:
         """Messages received for the logged-in user, in arrival order; the iteration ends when
         the client closes."""
         self._check_open()
-        return self._inbox()[1].__aiter__()
+        self._reading = True
+        return self._take(self._inbox()[1])
+
+    async def _take(self, inbox: trio.MemoryReceiveChannel[Message]) -> AsyncIterator[Message]:
+        async for message in inbox:
+            if self._stale:
+                self._stale -= 1
+            else:
+                self._unread -= 1
+                self._before_unread = message.id  # taken: a replay must start after it
+            yield message
 
     def _inbox(self) -> tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]:
         if self._inbox_pair is None:
@@ -809,6 +827,9 @@ class Client:
             if self._last_id is not None and message.id <= self._last_id:
                 self.duplicates_dropped += 1  # D13: delivered before (a replay overlapping live traffic)
                 return
+            if self._unread == 0:
+                self._before_unread = self._last_id
+            self._unread += 1
             self._last_id = message.id
             self._inbox()[0].send_nowait(message)
         elif kind == "history":
@@ -838,6 +859,14 @@ class Client:
         else:
             raise ProtocolError(f"unknown frame type {_shown(kind)}")
 
+    def _forget_place(self) -> None:
+        """Another login begins: the place belongs to the user before (messages still unread in
+        the inbox are theirs and come first)."""
+        self._last_id = None
+        self._stale += self._unread
+        self._unread = 0
+        self._before_unread = None
+
     def _resume(self, frame: dict[str, Any]) -> ConnectedInfo:
         """Read D13's part of `auth_ok`; a server that did not know our place gives its newest id."""
         resumed = frame.get("resumed") is True
@@ -860,11 +889,14 @@ class Client:
 
     def _close(self) -> None:
         """The app exits: sockets and timers end; listeners hear nothing more. The stored session
-        keeps the last delivered message id, so that the next run resumes after it (D13)."""
+        keeps the place of the last message the app took from messages() (of the last one
+        received, for an app that never reads them), so that the next run resumes after it and
+        replays what was left unread (D13)."""
         user, token = self._model.user, self._token
-        if user is not None and token is not None and self._last_id is not None \
+        place_id = self._before_unread if self._reading and self._unread > 0 else self._last_id
+        if user is not None and token is not None and place_id is not None \
                 and self._model.phase is not Phase.LOGGING_IN:
-            place = StoredSession(user, token, self._last_id)
+            place = StoredSession(user, token, place_id)
             self._store_quietly(lambda: self._store.save(self.app_id, place))
         self._closed = True
         self._listeners.clear()

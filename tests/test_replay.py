@@ -30,6 +30,7 @@ from cometchat_fsm import (
     ConnectionStatus,
     Message,
     Retention,
+    User,
     open_client,
     serve_reference,
 )
@@ -434,3 +435,54 @@ def test_the_session_file_keeps_the_place_and_ignores_a_damaged_one(tmp_path: Pa
         assert store.load("app") == StoredSession("bob", "s3cret", None)  # still logged in
         store.save("app", StoredSession("bob", "s3cret", 42))
     assert "s3cret" not in repr(store.load("app"))
+
+
+async def test_messages_left_unread_at_close_are_replayed_next_run(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """The stored place is the last message the app took from messages(): what it left unread
+    comes again in the next run, what it took does not."""
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server:
+            async with open_client("app", AUTO, url=server.url, store=tmp_path,
+                                   connector=memory_connector(server)) as bob:
+                await bob.login("bob", auth_key=server.auth_key)
+                await settle()
+                ids = [server.post("alice", "bob", f"m{i}") for i in range(3)]
+                inbox = bob.messages()
+                assert (await inbox.__anext__()).id == ids[0]  # the app takes one, then exits
+                await until(lambda: bob.last_message_id == ids[2])
+            async with bob_client(server, tmp_path) as (bob, infos, received):
+                await until(lambda: len(received.messages) == 2)
+                await settle()
+                assert [m.id for m in received.messages] == ids[1:]
+                assert infos.infos[-1].resumed and not infos.infos[-1].gap
+            # This run's app read everything: the next run gets nothing again.
+            async with bob_client(server, tmp_path) as (bob, infos, received):
+                await until(lambda: bob.get_connection_status() is ConnectionStatus.CONNECTED)
+                await trio.sleep(1)
+                assert received.messages == [] and infos.infos[-1].resumed
+
+
+async def test_unread_messages_of_an_earlier_login_do_not_move_the_next_users_place(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob", "carol"), clock=trio.current_time) as server:
+            async with open_client("app", AUTO, url=server.url, store=tmp_path,
+                                   connector=memory_connector(server)) as client:
+                await client.login("bob", auth_key=server.auth_key)
+                await settle()
+                for_bob = [server.post("carol", "bob", f"b{i}") for i in range(2)]
+                await until(lambda: client.last_message_id == for_bob[-1])
+                await client.logout()
+                await client.login("alice", auth_key=server.auth_key)
+                await settle()
+                for_alice = [server.post("carol", "alice", f"a{i}") for i in range(2)]
+                await until(lambda: client.last_message_id == for_alice[-1])
+                inbox = client.messages()
+                taken = [(await inbox.__anext__()).id for _ in range(3)]  # bob's two, then alice's first
+                assert taken == [*for_bob, for_alice[0]]
+            async with bob_client(server, tmp_path) as (alice, _, received):
+                await until(lambda: len(received.messages) == 1)
+                await settle()
+                assert [m.id for m in received.messages] == for_alice[1:]  # her unread one, once
+                assert alice.get_logged_in_user() == User("alice")
