@@ -100,8 +100,9 @@ def test_ids_increase_and_survive_reopening_the_file(tmp_path: Path) -> None:
     first.add_user("bob")
     ids = [first.add("alice", "bob", f"m{i}", float(i)).id for i in range(3)]
     first.add_token("secret-token", "bob")
+    for written in (path, Path(f"{path}-wal")):  # tokens are in them: owner only
+        assert stat.S_IMODE(os.stat(written).st_mode) == 0o600
     first.close()
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # tokens are in it
     again = History(path, clock=lambda: 10.0)
     assert ids == [1, 2, 3] and again.head == 3
     assert again.users() == {"bob"} and again.tokens() == {"secret-token": "bob"}
