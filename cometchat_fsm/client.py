@@ -185,7 +185,14 @@ def _shown(value: object) -> str:
 
 def _message(frame: dict[str, Any]) -> Message:
     return Message(_field(frame, "id", int), _field(frame, "sender", str), _field(frame, "receiver", str),
-                   _field(frame, "text", str), float(_field(frame, "sent_at", (int, float))))
+                   _field(frame, "text", str), _time(frame, "sent_at"))
+
+
+def _time(frame: dict[str, Any], name: str) -> float:
+    try:
+        return float(_field(frame, name, (int, float)))
+    except OverflowError:  # an integer no float can hold
+        raise ProtocolError(f"{_shown(frame['type'])} frame: field {name!r} is out of range") from None
 
 
 #: What to do about a message the server refused (its `error` frame's code).
@@ -807,6 +814,8 @@ class Client:
             entry.writer = None
 
     def _on_frame(self, sock: int, frame: dict[str, Any]) -> None:
+        if sock not in self._sockets:
+            return  # read just before the core closed this socket: it speaks for nothing now
         kind = frame["type"]
         if kind == "auth_ok":
             self._connected_info = self._resume(frame)
@@ -848,7 +857,7 @@ class Client:
                 return
             if kind == "sent":
                 pending.result = Message(_field(frame, "id", int), self._model.user or "", pending.receiver,
-                                         pending.text, float(_field(frame, "sent_at", (int, float))))
+                                         pending.text, _time(frame, "sent_at"))
             else:
                 code, text = frame.get("code"), frame.get("message")
                 code = code if isinstance(code, str) else "ERR_SEND_FAILED"

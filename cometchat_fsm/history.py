@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_receiver ON messages (receiver, id);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (sent_at);
 CREATE TABLE IF NOT EXISTS forgotten (receiver TEXT PRIMARY KEY, upto INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (uid TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, uid TEXT NOT NULL);
@@ -161,9 +162,14 @@ class History:
             (receiver, last_id, self.now() - window.replay_seconds)).fetchone()
         if row[0] is not None:
             start_after = max(start_after, row[0])
-        forgotten = self._db.execute("SELECT upto FROM forgotten WHERE receiver = ?", (receiver,)).fetchone()
-        gap = start_after > last_id or (forgotten is not None and forgotten[0] > last_id)
-        return ReplayPlan(start_after, gap)
+        # Deleted from the keep window: gone, so the gap runs at least up to them.
+        start_after = max(start_after, self.forgotten_upto(receiver))
+        return ReplayPlan(start_after, start_after > last_id)
+
+    def forgotten_upto(self, receiver: str) -> int:
+        """The highest id of `receiver`'s messages deleted from the keep window (0: none)."""
+        row = self._db.execute("SELECT upto FROM forgotten WHERE receiver = ?", (receiver,)).fetchone()
+        return int(row[0]) if row is not None else 0
 
     def _count(self, receiver: str) -> int:
         count = self._counts.get(receiver)
@@ -186,9 +192,12 @@ class History:
             return
         self._last_expiry = now
         cutoff = now - self.retention.keep_seconds
-        expired = self._db.execute(
-            "SELECT receiver, max(id) FROM messages WHERE sent_at < ? GROUP BY receiver",
-            (cutoff,)).fetchall()
+        oldest = self._db.execute("SELECT min(sent_at) FROM messages").fetchone()[0]  # by the index
+        if oldest is None or oldest >= cutoff:
+            return
+        expired = self._db.execute(  # only the expired rows, through the time index
+            "SELECT receiver, max(id) FROM messages INDEXED BY messages_by_time WHERE sent_at < ? "
+            "GROUP BY receiver", (cutoff,)).fetchall()
         for receiver, upto in expired:
             self._forget(receiver, upto)
             self._counts.pop(receiver, None)

@@ -730,6 +730,12 @@ class ReferenceServer:
     def _replay_some(self, conn: _Conn) -> None:
         """Queue the next batch of `conn`'s replay; with none left, it joins live traffic."""
         assert conn.uid is not None and conn.replay_after is not None
+        if self.history.forgotten_upto(conn.uid) > conn.replay_after:
+            # The keep window overtook this replay: end it, so that the client's next auth is
+            # told of the gap instead of missing messages silently.
+            conn.replay_after = None
+            conn.close(1013, "retry-after=1.0")
+            return
         batch = self.history.after(conn.uid, conn.replay_after, REPLAY_BATCH)
         if not batch:
             conn.replay_after = None

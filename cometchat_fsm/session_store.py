@@ -54,7 +54,7 @@ class SessionStore:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             log.warning("cannot read the stored session %s (%s); starting logged out", path, exc)
             return None
         try:
@@ -64,7 +64,7 @@ class SessionStore:
                 raise ValueError("uid and auth_token must be non-empty strings")
             if data.get("app_id") != app_id:
                 raise ValueError("the file belongs to another app id")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             log.warning("the stored session %s is damaged (%s); starting logged out", path, exc)
             return None
         last_id = data.get("last_id")

@@ -11,8 +11,9 @@ import os
 import random
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from cometchat_fsm import (
     serve_reference,
 )
 from cometchat_fsm.client import Client, Connector
-from cometchat_fsm.history import IN_MEMORY, History
+from cometchat_fsm.history import IN_MEMORY, History, ReplayPlan
 from cometchat_fsm.server import ReferenceServer
 from cometchat_fsm.testing import memory_connector
 
@@ -124,13 +125,17 @@ def test_replay_plan_by_count_by_age_and_after_deletion() -> None:
     by_age = h.plan_replay("bob", 0)
     assert (by_age.start_after, by_age.gap) == (2, True)
     assert h.plan_replay("alice", 0).gap is False  # nobody wrote to alice
-    for i in range(6):  # the keep window is 5 messages (trimmed in steps of 1%, at least 1)
+    for i in range(6):  # ids 5..10; the keep window is 5 messages (trimmed in steps of 1%, at least 1)
         h.add("alice", "bob", f"n{i}", now[0])
-    assert len(h.after("bob", 0, 100)) <= 6
-    assert h.plan_replay("bob", 0).gap is True
+    kept = [m.id for m in h.after("bob", 0, 100)]
+    assert kept == [6, 7, 8, 9, 10] and h.forgotten_upto("bob") == 5
+    # Deleted ids belong to the gap even where the replay window alone would cover them.
+    assert h.plan_replay("bob", 3) == ReplayPlan(start_after=7, gap=True)  # by count: the newest 3
+    assert h.plan_replay("bob", 8) == ReplayPlan(start_after=8, gap=False)
     now[0] = 10_000.0  # all beyond the keep window: deleted, but remembered as a gap
     h.add("alice", "carol", "tick", now[0])
-    assert h.after("bob", 0, 100) == [] and h.plan_replay("bob", 0).gap is True
+    assert h.after("bob", 0, 100) == [] and h.forgotten_upto("bob") == 10
+    assert h.plan_replay("bob", 6) == ReplayPlan(start_after=10, gap=True)
     assert h.plan_replay("bob", h.head).gap is False
 
 
@@ -337,25 +342,45 @@ class Outcome:
 STEP = st.one_of(
     st.tuples(st.just("send"), st.integers(1, 4)),
     st.tuples(st.sampled_from(["background", "foreground", "ping", "connect", "disconnect", "network_lost",
-                               "network_restored", "drop", "restart"]), st.just(0)),
+                               "network_restored", "drop", "restart", "relaunch"]), st.just(0)),
     st.tuples(st.just("wait"), st.sampled_from([0, 1, 3, 10, 18, 29, 31, 45])),
 )
 
-STATS = {"examples": 0, "gapped": 0, "replayed": 0}
+#: The server's windows: the defaults (2 min / 10,000 replayed, 7 days / 100,000 kept), a small
+#: replay window (gaps), and small replay and keep windows (messages deleted, also mid-replay).
+WINDOWS = {
+    "default": Retention(),
+    "small replay": Retention(replay_seconds=20, replay_messages=3),
+    "small keep": Retention(replay_seconds=20, replay_messages=3, keep_seconds=40, keep_messages=5),
+}
 
 
-async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retention, seed: int) -> Outcome:
+async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retention, seed: int,
+                 stats: Counter[str]) -> Outcome:
     out = Outcome()
+    received: list[Message] = []
+    infos = Infos()
     with tempfile.TemporaryDirectory() as tmp:
         async with serve_reference(users=("alice", "bob"), clock=trio.current_time, retention=window,
-                                   history=IN_MEMORY) as server, \
-                bob_client(server, Path(tmp), app, seed) as (bob, infos, received):
+                                   history=IN_MEMORY) as server, AsyncExitStack() as running:
+
+            async def launch() -> Client:
+                """The app starts (again): a client restored from the store, reading messages()."""
+                bob = await running.enter_async_context(open_client(
+                    "app", app, url=server.url, store=Path(tmp), connector=memory_connector(server),
+                    random=random.Random(seed).random, listeners={"infos": infos}))
+                tasks = await running.enter_async_context(trio.open_nursery())
+                running.callback(tasks.cancel_scope.cancel)
+
+                async def read() -> None:
+                    async for message in bob.messages():
+                        received.append(message)
+
+                tasks.start_soon(read)
+                return bob
+
+            bob = await launch()
             await bob.login("bob", auth_key=server.auth_key)
-            calls: dict[str, Callable[[], Awaitable[object] | None]] = {
-                "background": bob.enter_background, "foreground": bob.enter_foreground,
-                "network_lost": bob.network_lost, "network_restored": bob.network_restored,
-                "ping": bob.ping, "connect": bob.connect, "disconnect": bob.disconnect,
-            }
             n = 0
             for name, arg in steps:
                 if name == "send":
@@ -368,7 +393,16 @@ async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retenti
                     server.drop("bob")
                 elif name == "restart":
                     await server.restart()
+                elif name == "relaunch":
+                    await running.aclose()
+                    stats["relaunched"] += 1
+                    bob = await launch()
                 else:
+                    calls: dict[str, Callable[[], Awaitable[object] | None]] = {
+                        "background": bob.enter_background, "foreground": bob.enter_foreground,
+                        "network_lost": bob.network_lost, "network_restored": bob.network_restored,
+                        "ping": bob.ping, "connect": bob.connect, "disconnect": bob.disconnect,
+                    }
                     try:
                         result = calls[name]()
                         if result is not None:
@@ -387,41 +421,41 @@ async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retenti
             await until(lambda: server.open_sockets("bob") == 1 and all(
                 c.replay_after is None for c in server._sockets_of("bob")))
             await settle()
-            out.received = [m.id for m in received.messages]
+            out.received = [m.id for m in received]
             out.gaps = [(i.missed_after or 0, i.missed_through or 0) for i in infos.infos if i.gap]
-            STATS["replayed"] += server.stats.messages_replayed
+            stats["replayed"] += server.stats.messages_replayed
+            stats["deleted"] += server.history.forgotten_upto("bob") > 0
     return out
 
 
-@settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow],
-          max_examples=int(os.environ.get("REPLAY_EXAMPLES", "300")))
-@given(manual=st.booleans(), steps=st.lists(STEP, max_size=20), seed=st.integers(0, 2**16),
-       small=st.booleans())
-def test_every_message_arrives_once_in_order_or_inside_a_reported_gap(
-        manual: bool, steps: list[tuple[str, int]], seed: int, small: bool) -> None:
-    """For any interleaving of messages, background/foreground, pings, network loss, drops and
-    restarts ending connected: with no gap reported the app receives exactly the messages sent,
-    in send order, once each; with a gap (small windows: 20 s / 3 messages) what it receives is
-    still in order with no duplicate, and every message it misses lies inside a reported gap."""
-    window = Retention(replay_seconds=20, replay_messages=3) if small else Retention()
-    out = trio.run(_drive, MANUAL if manual else AUTO, steps, window, seed,
-                   clock=trio.testing.MockClock(autojump_threshold=0))
-    STATS["examples"] += 1
-    assert out.received == sorted(set(out.received)), "out of order or duplicated"
-    assert set(out.received) <= set(out.sent)
-    if not out.gaps:
-        assert out.received == out.sent
-    else:
-        STATS["gapped"] += 1
-        missing = set(out.sent) - set(out.received)
-        assert all(any(a < m <= b for a, b in out.gaps) for m in missing), (missing, out.gaps)
+def test_every_message_arrives_once_in_order_or_inside_a_reported_gap() -> None:
+    """For any interleaving of messages, background/foreground, pings, network loss, drops,
+    server restarts and app relaunches (restored from the session store) ending connected: with
+    no gap reported the app receives exactly the messages sent, in send order, once each; with a
+    gap (small windows) what it receives is still in order with no duplicate, and every message
+    it misses lies inside a reported gap range."""
+    stats: Counter[str] = Counter()
 
+    @settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow],
+              max_examples=int(os.environ.get("REPLAY_EXAMPLES", "300")))
+    @given(manual=st.booleans(), steps=st.lists(STEP, max_size=20), seed=st.integers(0, 2**16),
+           window=st.sampled_from(sorted(WINDOWS)))
+    def run(manual: bool, steps: list[tuple[str, int]], seed: int, window: str) -> None:
+        out = trio.run(_drive, MANUAL if manual else AUTO, steps, WINDOWS[window], seed, stats,
+                       clock=trio.testing.MockClock(autojump_threshold=0))
+        stats["examples"] += 1
+        assert out.received == sorted(set(out.received)), "out of order or duplicated"
+        assert set(out.received) <= set(out.sent)
+        if not out.gaps:
+            assert out.received == out.sent
+        else:
+            stats["gapped"] += 1
+            missing = set(out.sent) - set(out.received)
+            assert all(any(a < m <= b for a, b in out.gaps) for m in missing), (missing, out.gaps)
 
-def test_the_property_saw_gaps_and_replays() -> None:
-    """Runs after the property (file order): its examples covered both outcomes."""
-    if STATS["examples"] == 0:
-        pytest.skip("run together with the property")
-    assert STATS["gapped"] > 0 and STATS["replayed"] > 0
+    run()
+    # The examples covered every outcome: replays, gaps, deletions, relaunches.
+    assert min(stats[k] for k in ("replayed", "gapped", "deleted", "relaunched")) > 0, stats
 
 
 def test_the_session_file_keeps_the_place_and_ignores_a_damaged_one(tmp_path: Path) -> None:
@@ -436,6 +470,9 @@ def test_the_session_file_keeps_the_place_and_ignores_a_damaged_one(tmp_path: Pa
         assert store.load("app") == StoredSession("bob", "s3cret", None)  # still logged in
         store.save("app", StoredSession("bob", "s3cret", 42))
     assert "s3cret" not in repr(store.load("app"))
+    for garbage in (b"\xff\xfe not UTF-8", b"[" * 200_000):  # never a crash: logged out, with a warning
+        store.path_for("app").write_bytes(garbage)
+        assert store.load("app") is None
 
 
 async def test_messages_left_unread_at_close_are_replayed_next_run(
@@ -487,3 +524,32 @@ async def test_unread_messages_of_an_earlier_login_do_not_move_the_next_users_pl
                 await settle()
                 assert [m.id for m in received.messages] == for_alice[1:]  # her unread one, once
                 assert alice.get_logged_in_user() == User("alice")
+
+
+async def test_a_keep_window_that_overtakes_a_replay_ends_it_and_reports_the_gap(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Messages deleted while a replay is still being sent must not vanish silently: the server
+    ends that connection (1013) and the reconnect reports them as a gap."""
+    window = Retention(replay_seconds=3600, replay_messages=1000, keep_seconds=3600, keep_messages=1000)
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time, retention=window,
+                                   history=IN_MEMORY) as server, \
+                bob_client(server, tmp_path, MANUAL) as (bob, infos, received):
+            await bob.login("bob", auth_key=server.auth_key)
+            await bob.connect()
+            sent = [server.post("alice", "bob", "seen")]
+            await until(lambda: [m.id for m in received.messages] == sent)
+            await bob.disconnect()
+            sent += [server.post("alice", "bob", f"m{i}") for i in range(1000)]
+            await bob.connect()
+            sent += [server.post("alice", "bob", f"x{i}") for i in range(300)]  # trims during the replay
+            await until(lambda: server.open_sockets("bob") == 1 and all(
+                c.replay_after is None for c in server._sockets_of("bob")) and bool(infos.infos)
+                and infos.infos[-1].gap)
+            await settle()
+            got = [m.id for m in received.messages]
+            missing = set(sent) - set(got)
+            info = infos.infos[-1]
+            assert missing and got == sorted(set(got))
+            assert all(info.missed_after is not None and info.missed_through is not None
+                       and info.missed_after < m <= info.missed_through for m in missing)
