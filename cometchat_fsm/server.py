@@ -285,6 +285,7 @@ class ReferenceServer:
         self._tokens: dict[str, str] = self.history.tokens()  # token -> uid
         self._throttled: set[str] = set()
         self._conns: set[_Conn] = set()
+        self._by_uid: dict[str, set[_Conn]] = {}  # realtime sockets by the uid their auth frame named
         self._changed = trio.Event()
         self._reject_auth = False
         self._refusing = False
@@ -326,7 +327,9 @@ class ReferenceServer:
         until its connection is closed; a silenced socket is still open. Sockets closed at once
         because of overload never count.
         """
-        return sum(1 for c in self._conns if c.kind == "socket" and (uid is None or c.uid == uid))
+        if uid is not None:
+            return len(self._by_uid.get(uid, ()))
+        return sum(1 for c in self._conns if c.kind == "socket")
 
     async def wait_open_sockets(self, count: int, uid: str | None = None) -> None:
         """Wait until `open_sockets(uid) == count` (bound it with trio.fail_after)."""
@@ -340,7 +343,7 @@ class ReferenceServer:
     # --- scripted faults ----------------------------------------------------------------------
 
     def _sockets_of(self, uid: str) -> list[_Conn]:
-        return [c for c in self._conns if c.kind == "socket" and c.uid == uid]
+        return list(self._by_uid.get(uid, ()))
 
     def drop(self, uid: str) -> int:
         """Close `uid`'s realtime sockets with 4002 (a silenced one is just cut); returns how many."""
@@ -474,6 +477,12 @@ class ReferenceServer:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
             self._conns.discard(conn)
+            if conn.uid is not None:
+                named = self._by_uid.get(conn.uid)
+                if named is not None:
+                    named.discard(conn)
+                    if not named:
+                        del self._by_uid[conn.uid]
             self._notify()
 
     async def _run(self, conn: _Conn, stream: trio.abc.Stream) -> None:
@@ -628,6 +637,7 @@ class ReferenceServer:
             self._reject_frame(conn, bad.code, str(bad))
             return
         conn.uid = uid
+        self._by_uid.setdefault(uid, set()).add(conn)  # a relay finds the receiver's sockets at once
         self._notify()
         if not self._authenticate(conn, uid, token, last_id):
             return
