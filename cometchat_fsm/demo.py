@@ -398,8 +398,8 @@ class Demo:
                                                f"server ({why}), it holds {actual}")
         self.ok(actor.name, label, actor.status.value, why)
 
-    async def send(self, sender: Actor, receiver: Actor, text: str) -> None:
-        """Send and wait for the delivery; the server, not the sender, names the sender."""
+    async def _send(self, sender: Actor, receiver: Actor, text: str) -> Message:
+        """The app call and its row; the message as the server stamped it."""
         label = f'send_message("{receiver.name}", "{text}")'
         # Its row comes first: the delivery may be printed before the sender hears "sent".
         self.t.row(sender.name, label, sender.status.value)
@@ -408,10 +408,20 @@ class Demo:
         except CometChatException as exc:
             raise self.fail(sender.name, label, f"{sender.name}: {label} raised {exc}") from None
         sender.sent.append(sent)
+        return sent
+
+    @staticmethod
+    async def _delivered(receiver: Actor, sent: Message) -> list[Message]:
+        """What `receiver` got with the id of `sent`, waiting at most QUICK for it to arrive."""
         with trio.move_on_after(QUICK):
             while not any(m.id == sent.id for m in receiver.inbox):  # bounded by the timeout
                 await receiver.arrival()
-        got = [m for m in receiver.inbox if m.id == sent.id]
+        return [m for m in receiver.inbox if m.id == sent.id]
+
+    async def send(self, sender: Actor, receiver: Actor, text: str) -> None:
+        """Send and wait for the delivery; the server, not the sender, names the sender."""
+        sent = await self._send(sender, receiver, text)
+        got = await self._delivered(receiver, sent)
         if [(m.sender, m.receiver, m.text) for m in got] != [(sender.name, receiver.name, text)]:
             raise self.fail(receiver.name, f"check: message #{sent.id} delivered",
                             f"{receiver.name}: expected message #{sent.id} from {sender.name} ({text!r}) "
@@ -419,23 +429,14 @@ class Demo:
 
     async def send_to_absent(self, sender: Actor, receiver: Actor, text: str) -> Message:
         """Send to a user with no socket: the server keeps it (D13); nothing is delivered yet."""
-        label = f'send_message("{receiver.name}", "{text}")'
-        self.t.row(sender.name, label, sender.status.value)
-        try:
-            sent = await sender.client.send_message(receiver.name, text)
-        except CometChatException as exc:
-            raise self.fail(sender.name, label, f"{sender.name}: {label} raised {exc}") from None
-        sender.sent.append(sent)
+        sent = await self._send(sender, receiver, text)
         self.ok(sender.name, f"check: message #{sent.id} kept by the server", sender.status.value,
                 f"{receiver.name} has no socket; the server stores it (D13)")
         return sent
 
     async def replayed(self, receiver: Actor, sent: Message) -> None:
         """D13: after the reconnect the server replays what the receiver missed, exactly once."""
-        with trio.move_on_after(QUICK):
-            while not any(m.id == sent.id for m in receiver.inbox):  # bounded by the timeout
-                await receiver.arrival()
-        got = [m for m in receiver.inbox if m.id == sent.id]
+        got = await self._delivered(receiver, sent)
         info = receiver.connected_info
         label = f"check: message #{sent.id} replayed on return"
         if len(got) != 1 or info is None or not info.resumed or info.gap:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from listeners import Recorder
 
 from cometchat_fsm import AppSettings, CometChatException, ConnectionStatus
 from cometchat_fsm.client import Client, open_client
@@ -21,37 +22,6 @@ from cometchat_fsm.testing import memory_connector
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
-
-
-class Recorder:
-    """A connection listener that notes (virtual time, name)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, str]] = []
-        self.errors: list[CometChatException] = []
-
-    def _note(self, name: str) -> None:
-        self.calls.append((round(trio.current_time(), 6), name))
-
-    def on_connecting(self) -> None:
-        self._note("on_connecting")
-
-    def on_connected(self) -> None:
-        self._note("on_connected")
-
-    def on_disconnected(self) -> None:
-        self._note("on_disconnected")
-
-    def on_feature_throttled(self) -> None:
-        self._note("on_feature_throttled")
-
-    def on_connection_error(self, exc: CometChatException) -> None:
-        self._note("on_connection_error")
-        self.errors.append(exc)
-
-    @property
-    def names(self) -> list[str]:
-        return [n for _, n in self.calls]
 
 
 @pytest.fixture

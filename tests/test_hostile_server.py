@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from listeners import Recorder
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -228,37 +229,6 @@ async def fake_server(monkeypatch: pytest.MonkeyPatch, socket: Script = well_beh
         yield server
         nursery.cancel_scope.cancel()
     assert not server.failures, server.failures
-
-
-class Recorder:
-    """A connection listener that notes (virtual time, name) and the errors it is given."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, str]] = []
-        self.errors: list[object] = []
-
-    def _note(self, name: str) -> None:
-        self.calls.append((trio.current_time(), name))
-
-    def on_connecting(self) -> None:
-        self._note("on_connecting")
-
-    def on_connected(self) -> None:
-        self._note("on_connected")
-
-    def on_disconnected(self) -> None:
-        self._note("on_disconnected")
-
-    def on_feature_throttled(self) -> None:
-        self._note("on_feature_throttled")
-
-    def on_connection_error(self, error: object) -> None:
-        self._note("on_connection_error")
-        self.errors.append(error)
-
-    @property
-    def names(self) -> list[str]:
-        return [n for _, n in self.calls]
 
 
 @asynccontextmanager
