@@ -10,16 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import diagram, script
+from . import diagram, places, script
 from .errors import CometChatException
 from .settings import AppSettings
 from .simulation import Simulation
 
 PROG = "cometchat-fsm"
-REPO = Path(__file__).resolve().parent.parent
-DIAGRAMS = REPO / "diagrams"
-VECTORS = REPO / "specs" / "vectors"
-README = REPO / "README.md"
 PROFILES = ("quick", "demo", "ci", "thorough")
 USAGE_ERROR = 2
 
@@ -27,14 +23,18 @@ USAGE_ERROR = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="The CometChat connection lifecycle as one explicit, checked state machine.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {places.version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    draw = commands.add_parser("diagram", help="write diagrams/ (Mermaid, DOT, SVG) and README's diagram",
-                               description="Generate the lifecycle diagrams from the transition table.")
+    draw = commands.add_parser(
+        "diagram", help="write the lifecycle diagrams (Mermaid, DOT, and SVG with the svg extra)",
+        description="Generate the lifecycle diagrams from the transition table. In a source checkout "
+                    "they go to its diagrams/ and README's diagram section; from an installed package "
+                    f"to ./diagrams. The SVG needs pygraphviz: {diagram.SVG_EXTRA}.")
     draw.add_argument("--check", action="store_true",
                       help="write nothing; exit 1 if a diagram is missing or stale")
-    draw.add_argument("--dir", type=Path, default=DIAGRAMS, metavar="DIR",
-                      help=f"where the diagrams live (default: {DIAGRAMS})")
+    draw.add_argument("--dir", type=Path, default=None, metavar="DIR",
+                      help="where the diagrams live (default: the checkout's diagrams/, else ./diagrams)")
 
     sim = commands.add_parser(
         "simulate", help="run a script on the virtual-time simulation",
@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     vectors = commands.add_parser(
         "vectors", help="write the conformance vectors (traces with expected observations)",
         description="Export traces that together exercise every rule and every row of the table.")
-    vectors.add_argument("dir", type=Path, nargs="?", default=VECTORS, metavar="DIR",
-                         help=f"where to write them (default: {VECTORS})")
+    vectors.add_argument("dir", type=Path, nargs="?", default=None, metavar="DIR",
+                         help="where to write them (default: the checkout's specs/vectors/, else "
+                              "./vectors); with --check: the vectors shipped with the package")
     vectors.add_argument("--check", action="store_true",
                          help="write nothing; exit 1 if the vectors in DIR are missing or stale")
 
@@ -104,16 +105,21 @@ def _port(text: str) -> int:
 
 
 def _diagram(args: argparse.Namespace) -> int:
-    directory: Path = args.dir
+    directory: Path = places.diagrams_directory() if args.dir is None else args.dir
+    readme = places.readme() if args.dir is None else None
+    svg_note = f"(no SVG: {diagram.SVG_EXTRA} to draw it)"
     if args.check:
-        stale = diagram.check_diagrams(directory, readme=README)
-        if stale:
-            print(f"stale diagrams: {', '.join(stale)}; run `{PROG} diagram`")
+        problems = diagram.check_diagrams(directory, readme=readme)
+        if problems:
+            listed = ", ".join(f"{name} ({kind})" for name, kind in problems.items())
+            print(f"diagrams in {directory}: {listed}; run `{PROG} diagram`")
             return 1
-        print("diagrams are up to date")
+        print("diagrams are up to date" + ("" if diagram.can_draw_svg() else f" {svg_note}"))
         return 0
-    for path in diagram.write_diagrams(directory, readme=README):
+    for path in diagram.write_diagrams(directory, readme=readme):
         print(path)
+    if not diagram.can_draw_svg():
+        print(svg_note)
     return 0
 
 
@@ -174,23 +180,32 @@ def _vectors(args: argparse.Namespace) -> int:
     from .conformance.vectors import generate, stale, write
     from .specs import load_specs
 
-    files = generate(load_specs())
+    specs = load_specs()
+    files = generate(specs)
     if args.check:
-        bad = stale(args.dir, files)
+        directory: Path = specs.directory / "vectors" if args.dir is None else args.dir
+        bad = stale(directory, files)
         if bad:
-            print(f"stale vectors in {args.dir}: {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}; "
-                  f"run `{PROG} vectors`")
+            listed = [f"{name} ({kind})" for name, kind in bad.items()]
+            more = f" and {len(listed) - 10} more" if len(listed) > 10 else ""
+            print(f"vectors in {directory}: {', '.join(listed[:10])}{more}; run `{PROG} vectors`")
             return 1
-        print(f"{len(files) - 1} vectors are up to date")
+        print(f"{len(files) - 1} vectors in {directory} are up to date")
         return 0
-    write(args.dir, files)
-    print(f"wrote {len(files) - 1} vectors and index.json to {args.dir}")
+    directory = places.vectors_directory() if args.dir is None else args.dir
+    write(directory, files)
+    print(f"wrote {len(files) - 1} vectors and index.json to {directory}")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .conformance import run_check  # imported late: Hypothesis is slow to import
-
+    try:
+        from .conformance import run_check  # imported late: Hypothesis is slow to import
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypothesis":
+            raise
+        print(f"{PROG} check: needs Hypothesis: pip install 'cometchat-fsm[check]'", file=sys.stderr)
+        return USAGE_ERROR
     return run_check(profile=args.profile, seed=args.seed, out=sys.stdout)
 
 

@@ -17,6 +17,7 @@ fonts of the machine that drew them.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,37 +308,55 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def write_diagrams(directory: Path, *, readme: Path | None = None) -> list[Path]:
-    """Write the three diagrams (and README's section, if given and marked); return their paths.
+SVG_EXTRA = "pip install 'cometchat-fsm[svg]'"
 
-    The SVG is redrawn only when the DOT changed or the SVG is missing: redrawing it on a
-    machine with other fonts would change the committed file for nothing.
+
+def can_draw_svg() -> bool:
+    """True when pygraphviz (the `svg` extra) is installed; without it only Mermaid and DOT are drawn."""
+    return importlib.util.find_spec("pygraphviz") is not None
+
+
+def write_diagrams(directory: Path, *, readme: Path | None = None) -> list[Path]:
+    """Write the diagrams (and README's section, if given and marked); return their paths.
+
+    Mermaid and DOT always; the SVG when pygraphviz is installed (`can_draw_svg`). The SVG is
+    redrawn only when the DOT changed or the SVG is missing: redrawing it on a machine with
+    other fonts would change the committed file for nothing.
     """
     directory.mkdir(parents=True, exist_ok=True)
     mmd_path, dot_path, svg_path = directory / MERMAID_NAME, directory / DOT_NAME, directory / SVG_NAME
     dot_text = dot()
     _write_if_changed(mmd_path, mermaid())
+    written = [mmd_path, dot_path]
     if _write_if_changed(dot_path, dot_text) or not svg_path.exists():
-        svg_path.write_text(svg(dot_text), encoding="utf-8")
-    written = [mmd_path, dot_path, svg_path]
+        if can_draw_svg():
+            svg_path.write_text(svg(dot_text), encoding="utf-8")
+    if svg_path.exists():
+        written.append(svg_path)
     if readme is not None and update_readme(readme):
         written.append(readme)
     return written
 
 
-def check_diagrams(directory: Path, *, readme: Path | None = None) -> list[str]:
-    """Names of the files that are missing or differ from what `write_diagrams` would write."""
-    stale = [name for name, text in ((MERMAID_NAME, mermaid()), (DOT_NAME, dot()))
-             if not _same(directory / name, text)]
-    if not (directory / SVG_NAME).exists():
-        stale.append(SVG_NAME)
+MISSING, STALE = "missing", "stale"
+
+
+def check_diagrams(directory: Path, *, readme: Path | None = None) -> dict[str, str]:
+    """File name -> MISSING or STALE for every file that differs from what `write_diagrams`
+    would write; empty when all are fresh. The SVG is checked for presence only (its bytes
+    depend on the fonts installed), and only when it can be drawn here."""
+    problems: dict[str, str] = {}
+    for name, text in ((MERMAID_NAME, mermaid()), (DOT_NAME, dot())):
+        path = directory / name
+        if not path.is_file():
+            problems[name] = MISSING
+        elif path.read_text(encoding="utf-8") != text:
+            problems[name] = STALE
+    if not (directory / SVG_NAME).is_file() and can_draw_svg():
+        problems[SVG_NAME] = MISSING
     if readme is not None and readme_is_stale(readme):
-        stale.append(readme.name)
-    return stale
-
-
-def _same(path: Path, text: str) -> bool:
-    return path.exists() and path.read_text(encoding="utf-8") == text
+        problems[readme.name] = STALE
+    return problems
 
 
 # --- README section ------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import Any, TypeGuard
 
 from transitions import Machine
 
-from . import script
+from . import places, script
 from .errors import CometChatException, ErrorSpec
 from .settings import AppSettings
 from .simulation import Simulation
@@ -32,7 +31,7 @@ BAD_SPECS = ErrorSpec(
     "Fix the file, rule and field named in the message; specs/README.md describes the format.",
 )
 
-ENV_VAR = "COMETCHAT_FSM_SPECS"
+ENV_VAR = places.SPECS_ENV_VAR
 SOURCES = frozenset({"DOC", "DEC", "PROJECT"})
 STATUSES = frozenset({"active", "later", "live", "retired"})
 MODES = frozenset({"auto", "manual"})
@@ -400,9 +399,9 @@ def _constants(path: Path, rule_ids: frozenset[str]) -> Constants:
 
 
 def default_directory() -> Path:
-    """$COMETCHAT_FSM_SPECS if set (to check another copy of the specs), else the repo's specs/."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "specs"
+    """$COMETCHAT_FSM_SPECS if set (to check another copy of the specs), else the specs shipped in
+    the package (in a checkout: the repository's specs/)."""
+    return places.specs_directory()
 
 
 def load_specs(directory: Path | None = None) -> Specs:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import pytest
 
+from cometchat_fsm import diagram, places
 from cometchat_fsm.cli import main
 from cometchat_fsm.script import ACCEPTED
 
@@ -96,3 +98,30 @@ def test_usage_errors_exit_2_without_traceback(argv: list[str], capsys: Capsys) 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "usage: cometchat-fsm" in err and "Traceback" not in err
+
+
+def test_check_without_hypothesis_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The base install has no Hypothesis: `check` tells which extra brings it, in one line."""
+    for name in [m for m in sys.modules if m.startswith("cometchat_fsm.conformance.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "hypothesis", None)  # import hypothesis -> ModuleNotFoundError
+    assert main(["check", "--profile", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert err == "cometchat-fsm check: needs Hypothesis: pip install 'cometchat-fsm[check]'\n"
+
+
+def test_diagram_without_pygraphviz_writes_mermaid_and_dot_and_says_how_to_get_svg(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(diagram, "can_draw_svg", lambda: False)
+    assert main(["diagram", "--dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lifecycle.dot", "lifecycle.mmd"]
+    assert "pip install 'cometchat-fsm[svg]'" in capsys.readouterr().out
+    assert main(["diagram", "--check", "--dir", str(tmp_path)]) == 0
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"cometchat-fsm {places.version()}\n"

@@ -1,6 +1,23 @@
 """Conformance: exhaustive exploration of the core, and Hypothesis runs against an oracle read
-from specs/. `run_check` is what `cometchat-fsm check` runs."""
+from specs/. `run_check` is what `cometchat-fsm check` runs.
 
-from .runner import run_check
+Hypothesis is an optional dependency (`pip install 'cometchat-fsm[check]'`): only `run_check`
+needs it, so trace checking and the vectors work without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import run_check
 
 __all__ = ["run_check"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run_check":
+        from .runner import run_check
+
+        return run_check
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -141,9 +141,18 @@ def write(directory: Path, files: dict[str, str]) -> list[Path]:
     return paths
 
 
-def stale(directory: Path, files: dict[str, str]) -> list[str]:
-    """Names of vectors missing, different or no longer generated."""
-    bad = [name for name, text in files.items()
-           if not (directory / name).is_file() or (directory / name).read_text(encoding="utf-8") != text]
-    bad += [p.name for p in directory.glob("*.jsonl") if p.name not in files]
-    return sorted(bad)
+MISSING, STALE, EXTRA = "missing", "stale", "no longer generated"
+
+
+def stale(directory: Path, files: dict[str, str]) -> dict[str, str]:
+    """File name -> MISSING, STALE or EXTRA for every vector file that is not as `generate` made
+    it (sorted by name); empty when the directory is fresh."""
+    bad: dict[str, str] = {}
+    for name, text in files.items():
+        path = directory / name
+        if not path.is_file():
+            bad[name] = MISSING
+        elif path.read_text(encoding="utf-8") != text:
+            bad[name] = STALE
+    bad.update((p.name, EXTRA) for p in directory.glob("*.jsonl") if p.name not in files)
+    return dict(sorted(bad.items()))
