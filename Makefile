@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict cometchat_fsm
 	$(BIN)/pytest
+	$(BIN)/python tools/check_wheel.py
 
 check: $(STAMP)
 	$(BIN)/cometchat-fsm check

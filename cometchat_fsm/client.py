@@ -404,7 +404,15 @@ class Client:
     # --- App calls ----------------------------------------------------------------------------
     async def login(self, uid: str | None = None, *, auth_key: str | None = None,
                     auth_token: str | None = None) -> User:
-        """Log in with a uid and the app's auth key, or with an auth token (L1, D10)."""
+        """Log in with a uid and the app's auth key, or with an auth token (L1, D10, D16).
+
+        The server verifies every login, also one as the user already logged in (a stored
+        session's token may have been revoked): its fresh token replaces the old one and is
+        stored; for the same user no new socket opens (D10). Raises `ERR_LOGIN_IN_PROGRESS`
+        while another login waits for its answer, `ERR_LOGIN_CANCELLED` when a logout or another
+        login overtook this one, and the server's own code (`ERR_AUTH_REJECTED`, ...) when it
+        refuses the credentials.
+        """
         self._check_open()
         if auth_token is not None:
             if uid is not None or auth_key is not None:
@@ -419,8 +427,10 @@ class Client:
         auth_key = _require_str("auth_key", auth_key, errors.LOGIN_ARGUMENTS)
         if self._verifying:
             raise errors.LOGIN_IN_PROGRESS.exception()
+        request = {"type": "login", "uid": uid, "auth_key": auth_key}
         if self._model.user == uid and self._model.phase is not Phase.LOGGING_IN:
-            return User(uid)  # D10: same user, nothing to do
+            self._call("login", Login(uid), uid=uid)  # D10: same user, no new socket
+            return await self._renew(uid, request)
         # Raises ERR_LOGIN_IN_PROGRESS (D10); logs a different user out first.
         self._call("login", Login(uid), uid=uid)
         self._forget_place()
@@ -428,7 +438,7 @@ class Client:
         self._logins += 1
         mine = self._logins
         try:
-            answer = await self._verify({"type": "login", "uid": uid, "auth_key": auth_key})
+            answer = await self._verify(request)
         except CometChatException as exc:
             if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
                 raise errors.LOGIN_CANCELLED.exception(f"the server then answered {exc.code}") from None
@@ -439,6 +449,27 @@ class Client:
         self._token, self._last_id = answer[1], answer[2]
         self._apply(LoginVerified())
         return User(uid)
+
+    async def _renew(self, uid: str, request: dict[str, str]) -> User:
+        """D16: a login as the user already logged in still goes to the server; its fresh token
+        replaces the old one (the next socket presents it) and is stored with the current place."""
+        self._verifying = True
+        self._logins += 1
+        mine = self._logins
+        try:
+            _, fresh, _ = await self._verify(request)
+        finally:
+            self._verifying = False
+        if self._logins != mine or self._model.user != uid:
+            raise errors.LOGIN_CANCELLED.exception()
+        self._keep_token(uid, fresh)
+        return User(uid)
+
+    def _keep_token(self, uid: str, fresh: str) -> None:
+        """The fresh token of a renewed login, stored with the place where the user is (D13)."""
+        self._token = fresh
+        place = StoredSession(uid, fresh, self._last_id)
+        self._store_quietly(lambda: self._store.save(self.app_id, place))
 
     async def _login_with_token(self, token: str) -> User:
         if self._verifying or self._model.phase is Phase.LOGGING_IN:
@@ -453,6 +484,8 @@ class Client:
         if self._logins != mine:
             raise errors.LOGIN_CANCELLED.exception()
         if self._model.user == uid:
+            self._call("login", Login(uid), uid=uid)  # D10: same user, no new socket
+            self._keep_token(uid, fresh)
             return User(uid)
         self._call("login", Login(uid), uid=uid)
         self._forget_place()

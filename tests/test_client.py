@@ -266,3 +266,43 @@ async def test_invalid_settings_and_calls_after_close(tmp_path: Path) -> None:
         with pytest.raises(CometChatException) as info:
             await c.connect()
         assert info.value.code == "ERR_CLIENT_CLOSED"
+
+
+async def test_a_login_as_the_same_user_renews_a_revoked_stored_session(
+        server: ReferenceServer, tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """D16 (login part): the README example's second run. A stored token the server no longer
+    accepts is renewed by `login()` as the same user, which reaches the server every time; the
+    next connect presents the fresh token, and the fresh session is what the store keeps."""
+    with trio.fail_after(60):
+        async with client(server, MANUAL, tmp_path) as (c, _):
+            await c.login("alice", auth_key=server.auth_key)
+        stale = SessionStore(tmp_path).load("app")
+        assert stale is not None
+        server.revoke("alice")
+        async with client(server, MANUAL, tmp_path) as (c, rec):
+            assert c.get_logged_in_user() is not None  # L2: restored, no socket in manual mode
+            before = server.stats.logins_ok
+            await c.login("alice", auth_key=server.auth_key)
+            assert server.stats.logins_ok == before + 1  # verified by the server, not skipped
+            assert await c.connect() == "Web socket connection successful"
+            assert rec.names == ["on_connecting", "on_connected"]
+            assert server.open_sockets("alice") == 1
+            await c.login("alice", auth_key=server.auth_key)  # connected: renewed, no new socket
+            await settle()
+            assert server.stats.logins_ok == before + 2 and server.open_sockets("alice") == 1
+            assert rec.names == ["on_connecting", "on_connected"]
+        fresh = SessionStore(tmp_path).load("app")
+        assert fresh is not None and fresh.uid == "alice" and fresh.auth_token != stale.auth_token
+
+
+async def test_a_refused_renewal_keeps_the_session_and_says_why(
+        server: ReferenceServer, tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(60):
+        async with client(server, MANUAL, tmp_path) as (c, _):
+            await c.login("alice", auth_key=server.auth_key)
+            assert await c.connect() == "Web socket connection successful"
+            with pytest.raises(CometChatException) as raised:
+                await c.login("alice", auth_key="not-the-key")
+            assert raised.value.code != "ERR_LOGIN_IN_PROGRESS"
+            assert c.get_logged_in_user() is not None
+            assert c.get_connection_status() is ConnectionStatus.CONNECTED
