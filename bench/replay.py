@@ -1,4 +1,4 @@
-"""Replay after a reconnect (BEHAVIOUR.md D13) beside live delivery, measured in one run.
+"""Replay after a reconnect (rule D13, docs/rules.md) beside live delivery, measured in one run.
 
 Run `make bench` (after bench/run.py and bench/live.py) or `.venv/bin/python bench/replay.py`
 (`--messages N`, default 10,000; `--rounds R`, default 3).

@@ -91,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--history", default=None, metavar="FILE",
                        help="SQLite file of users, tokens and messages, kept across runs (default: a "
                             "temporary file removed on exit; ':memory:' keeps it in memory)")
+
+    rules = commands.add_parser(
+        "rules", help="write docs/rules.md: every rule of specs/rules.toml and where it is checked",
+        description="Generate the readable list of rules from the specs and the checks that cite them.")
+    rules.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if the file is missing or stale")
+    rules.add_argument("--out", type=Path, default=None, metavar="FILE",
+                       help="the file (default: docs/rules.md beside the specs directory)")
     return parser
 
 
@@ -198,6 +206,24 @@ def _vectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from . import rules_doc
+    from .specs import load_specs
+
+    specs = load_specs()
+    path: Path = args.out or rules_doc.default_path(specs)
+    text = rules_doc.render(specs)
+    if args.check:
+        problem = rules_doc.problem(path, text)
+        if problem is not None:
+            print(f"{path}: {problem}; run `{PROG} rules`")
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    print(f"{path}: {'written' if rules_doc.write(path, text) else 'already up to date'}")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
         from .conformance import run_check  # imported late: Hypothesis is slow to import
@@ -270,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_trace(args)
         if args.command == "vectors":
             return _vectors(args)
+        if args.command == "rules":
+            return _rules(args)
         return _check(args)
     except CometChatException as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

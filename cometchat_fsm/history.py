@@ -1,4 +1,4 @@
-"""The reference server's message history (BEHAVIOUR.md D13): users, tokens and messages in SQLite.
+"""The reference server's message history (rule D13, docs/rules.md): users, tokens and messages in SQLite.
 
 A reconnecting client names the last message it delivered; the server replays what followed
 from here. Two windows, both per user:

@@ -14,7 +14,8 @@ Conditions: `auto` / `manual` (the mode), `foreground` / `background` (app state
 `network_up` (platform says online), `retries_left` (D6's optional maximum).
 A condition written `"not x"` holds when `x` does not.
 
-Rule IDs are BEHAVIOUR.md's; P1 and P2 are this project's own decisions (specs/rules.toml).
+Rule IDs are those of specs/rules.toml (docs/rules.md lists each rule and where it is checked);
+P1 and P2 are this project's own decisions.
 """
 
 from __future__ import annotations

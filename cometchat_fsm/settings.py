@@ -1,4 +1,4 @@
-"""App settings: the mode switch of the page, and the timing figures of BEHAVIOUR.md.
+"""App settings: the mode switch of the page, and the timing figures of the rules (docs/rules.md).
 
 The defaults are the documented constants (specs/constants.toml holds the same figures, and a
 test keeps the two equal). Validation is L3: it happens at init, not at construction, so that

@@ -97,7 +97,8 @@ class ServerState:
 
 
 class Simulation:
-    """One client and an ideal server in virtual time. See ARCHITECTURE.md for the contract."""
+    """One client and an ideal server in virtual time; the conventions the checks rely on are listed
+    in the docstring of `conformance/oracle.py`."""
 
     def __init__(self, settings: AppSettings, *, seed: int = 0, app_id: str = "app",
                  machine: Machine | None = None) -> None:

@@ -1,9 +1,10 @@
 """The documented behaviour (specs/*.toml), read into typed values, and its examples run.
 
-The specs are written by hand from BEHAVIOUR.md, never generated from `lifecycle.TABLE`: they
-are the independent statement the machine is checked against. This module only reads them
-(refusing malformed data with `ERR_BAD_SPECS`, so a typo cannot silently drop a check) and
-replays each example on a `Simulation`. specs/README.md describes the file format.
+The specs are the documented behaviour written by hand (docs/rules.md lists it rule by rule),
+never generated from `lifecycle.TABLE`: they are the independent statement the machine is
+checked against. This module only reads them (refusing malformed data with `ERR_BAD_SPECS`,
+so a typo cannot silently drop a check) and replays each example on a `Simulation`.
+specs/README.md describes the file format.
 """
 
 from __future__ import annotations

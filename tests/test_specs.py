@@ -30,8 +30,8 @@ from cometchat_fsm.specs import (
 )
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
-# BEHAVIOUR.md's rule IDs plus the project's decisions. Hard-coded: CI sees ../shared only as a
-# read-only copy beside the clone, and a list parsed from it could not catch a lost rule anyway.
+# Every rule ID, the page's and the decisions' plus the project's (docs/rules.md lists them).
+# Hard-coded: a list parsed from rules.toml could not catch a rule lost from it.
 EXPECTED_IDS = (
     "L1 L2 L3 A1 A2 A3 M1 M2 M3 M4 M5 E1 E2 "
     "D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 D13 P1 P2"

@@ -129,6 +129,21 @@ INVARIANTS = (
     "a refused call changes nothing",
 )
 
+#: The rules each invariant guards: `cometchat-fsm check` blames them when it breaks, and
+#: docs/rules.md lists the invariants under each rule.
+INVARIANT_RULES: dict[str, tuple[str, ...]] = {
+    "never connected while logged out": ("E1", "D9"),
+    "at most one socket": ("D4",),
+    "auto mode never connected in background": ("A2", "P1"),
+    "manual background connection has its window armed": ("M2", "D2"),
+    "no orphan timer": ("D1", "D9"),
+    "no stuck connecting": ("D6", "P2"),
+    "no timer survives logout or disconnect": ("D1", "D9"),
+    "no notification for a same-status change": ("D11",),
+    "on_connection_error carries its error": ("D11", "D5"),
+    "a refused call changes nothing": ("E1", "D3"),
+}
+
 
 def key_of(m: ClientModel, sockets: frozenset[int]) -> Key:
     limit = m.settings.max_reconnect_attempts

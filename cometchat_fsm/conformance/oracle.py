@@ -24,6 +24,11 @@ from dataclasses import dataclass, field
 from ..specs import Specs
 
 US = 1_000_000
+#: Every rule the oracle applies by name (the one a divergence blames). A test keeps this equal to
+#: the rule IDs written in this module; docs/rules.md lists the oracle under each of them.
+APPLIED_RULES = frozenset((
+    "L1 L2 L3 A1 A2 A3 M1 M2 M3 M4 M5 E1 E2 D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 P1 P2"
+).split())
 
 
 @dataclass(frozen=True)

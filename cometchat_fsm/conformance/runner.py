@@ -19,22 +19,8 @@ from transitions import Machine
 
 from ..errors import CometChatException
 from ..specs import Specs, load_specs, run_examples
-from .explore import Exploration, explore
+from .explore import INVARIANT_RULES, Exploration, explore
 from .stateful import PROFILES, Divergence, RunContext, hypothesis_settings, make_machine
-
-#: The rules each exploration invariant guards.
-INVARIANT_RULES: dict[str, tuple[str, ...]] = {
-    "never connected while logged out": ("E1", "D9"),
-    "at most one socket": ("D4",),
-    "auto mode never connected in background": ("A2", "P1"),
-    "manual background connection has its window armed": ("M2", "D2"),
-    "no orphan timer": ("D1", "D9"),
-    "no stuck connecting": ("D6", "P2"),
-    "no timer survives logout or disconnect": ("D1", "D9"),
-    "no notification for a same-status change": ("D11",),
-    "on_connection_error carries its error": ("D11", "D5"),
-    "a refused call changes nothing": ("E1", "D3"),
-}
 
 
 @dataclass
