@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if the file is missing or stale")
     rules.add_argument("--out", type=Path, default=None, metavar="FILE",
-                       help="the file (default: docs/rules.md beside the specs directory)")
+                       help="the file (default: the checkout's docs/rules.md, else ./docs/rules.md)")
     return parser
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import places
 from .conformance.explore import INVARIANT_RULES
 from .conformance.oracle import APPLIED_RULES
 from .lifecycle import TABLE, Row
@@ -236,7 +237,10 @@ def render(specs: Specs, evidence: Evidence | None = None) -> str:
 # --- Writing and checking ------------------------------------------------------------------------
 
 def default_path(specs: Specs) -> Path:
-    """docs/rules.md beside the specs directory (the repository's, or $COMETCHAT_FSM_SPECS's)."""
+    """docs/rules.md beside the specs directory when they are the checkout's or
+    $COMETCHAT_FSM_SPECS's; ./docs/rules.md when the specs are those of an installed package."""
+    if specs.directory == places.shipped_specs() and places.checkout() is None:
+        return Path.cwd() / "docs" / NAME
     return specs.directory.parent / "docs" / NAME
 
 

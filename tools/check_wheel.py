@@ -4,7 +4,7 @@ Builds the wheel of this checkout, installs it (with the `check` extra, without 
 fresh virtual environment in a temporary directory outside the repository, and from another
 temporary directory runs `--version`, `check --profile quick`, the README's `simulate` script,
 `diagram` (default place and `--dir`, then `--check`), `vectors --check` on the shipped vectors,
-`vectors DIR` then `vectors --check DIR`, `check-trace` on a shipped vector, and the README's
+`vectors DIR` then `vectors --check DIR`, `rules`, `check-trace` on a shipped vector, and the README's
 Python examples twice each with one session store. It also checks that nothing was written into
 site-packages. Prints a line per step; exit 0 when all pass, 1 otherwise.
 
@@ -119,6 +119,11 @@ def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool) -> None:
         expect_in(run([cli, "vectors", "--check"], cwd=work, env=env), "up to date", "vectors --check")
         run([cli, "vectors", work / "vectors-out"], cwd=work, env=env)
         run([cli, "vectors", "--check", work / "vectors-out"], cwd=work, env=env)
+    with step("rules, rules --check"):
+        run([cli, "rules"], cwd=work, env=env)
+        expect_in(run([cli, "rules", "--check"], cwd=work, env=env), "up to date", "rules --check")
+        if not (work / "docs" / "rules.md").is_file():
+            raise Failed("rules wrote no ./docs/rules.md")
     with step("check-trace on a shipped vector"):
         where = "from cometchat_fsm import places; print(places.shipped_specs())"
         shipped = run([bin_dir / "python", "-c", where], cwd=work, env=env).strip()
