@@ -4,9 +4,9 @@ Builds the wheel of this checkout, installs it (with the `check` extra, without 
 fresh virtual environment in a temporary directory outside the repository, and from another
 temporary directory runs `--version`, `check --profile quick`, the README's `simulate` script,
 `diagram` (default place and `--dir`, then `--check`), `vectors --check` on the shipped vectors,
-`vectors DIR` then `vectors --check DIR`, `rules`, `check-trace` on a shipped vector, and the README's
-Python examples twice each with one session store. It also checks that nothing was written into
-site-packages. Prints a line per step; exit 0 when all pass, 1 otherwise.
+`vectors DIR` then `vectors --check DIR`, `rules`, `check-trace` on a shipped vector, `demo`,
+and the README's Python examples twice each with one session store. It also checks that nothing
+was written into site-packages. Prints a line per step; exit 0 when all pass, 1 otherwise.
 
 Usage: python tools/check_wheel.py [--keep] [--extras check]   (run by `make test`)
        python tools/check_wheel.py --sizes   (also installs base and all extras, prints the sizes)
@@ -129,6 +129,8 @@ def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool) -> None:
         shipped = run([bin_dir / "python", "-c", where], cwd=work, env=env).strip()
         expect_in(run([cli, "check-trace", Path(shipped) / "vectors" / "M2-1.jsonl"], cwd=work, env=env),
                   "pass:", "check-trace")
+    with step("demo (two live clients on loopback)"):
+        run([cli, "demo"], cwd=work, env=env)
     for index, source in enumerate(examples()):
         with step(f"README example {NAMES[index]}, twice"):
             script = work / f"example_{index}.py"
