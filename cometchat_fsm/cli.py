@@ -1,27 +1,54 @@
 """`cometchat-fsm`: draw the machine, run a script on the simulation, run the conformance checks.
 
-Bad input never ends in a traceback: argparse reports bad flags, and every `CometChatException`
-(a bad script, an unknown region) becomes one line on stderr and exit status 2.
+Bad input never ends in a traceback: argparse reports bad flags (its usage line, then one
+`cometchat-fsm <command>: error: ...` line), and every other refusal (a bad script, an unknown
+region, a file that is not UTF-8, an unusable directory) is one line on stderr,
+`cometchat-fsm <command>: ...`, and exit status 2. Every number has a documented range, checked
+where it enters, and the virtual time a command may cover is capped (MAX_SECONDS), so every
+command but `serve` ends after a bounded amount of work.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NoReturn
 
 from . import diagram, places, script
+from .cli_paths import InputError, decode_utf8, history_file, read_utf8, writable_directory
 from .errors import CometChatException
 from .settings import AppSettings
-from .simulation import Simulation
+from .simulation import MAX_SECONDS, Simulation
+from .trace import MAX_SPAN, MAX_TOLERANCE
 
 PROG = "cometchat-fsm"
 PROFILES = ("quick", "demo", "ci", "thorough")
 USAGE_ERROR = 2
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped, so it prints as one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _fail(command: str, message: str) -> int:
+    """Report a refusal: one line on stderr, `cometchat-fsm <command>: message`; exit status 2."""
+    print(one_line(f"{PROG} {command}: {message}" if command else f"{PROG}: {message}"), file=sys.stderr)
+    return USAGE_ERROR
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its error line (after the usage) stays one line whatever the arguments hold."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(one_line(message))
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="The CometChat connection lifecycle as one explicit, checked state machine.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {places.version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,16 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     sim = commands.add_parser(
         "simulate", help="run a script on the virtual-time simulation",
         description="Run inputs on a simulated client and an ideal server, in virtual time.",
-        epilog=f"words: {script.ACCEPTED}. Example: login alice; connect; background; wait 30")
+        epilog=f"words: {script.ACCEPTED}. Example: login alice; connect; background; wait 30. "
+               f"Seconds (wait, latency, overload) are numbers from 0 to {MAX_SECONDS:,}, and the "
+               f"waits of a script add up to at most {MAX_SECONDS:,} s of virtual time. The script "
+               f"is UTF-8 text with at least one step.")
     mode = sim.add_mutually_exclusive_group()
     mode.add_argument("--manual", dest="manual", action="store_true",
                       help="manual mode (auto_establish_socket_connection=False)")
     mode.add_argument("--auto", dest="manual", action="store_false", help="auto mode (the default)")
-    sim.add_argument("--seed", type=int, default=0, help="seed of the backoff jitter (default: 0)")
-    sim.add_argument("--region", default="eu", help="the app's region (default: eu)")
+    sim.add_argument("--seed", type=int, default=0,
+                     help="seed of the backoff jitter, any whole number (default: 0)")
+    sim.add_argument("--region", default="eu", help="the app's region: us, eu or in (default: eu)")
     sim.add_argument("--max-reconnect-attempts", type=int, default=None, metavar="N",
-                     help="stop reconnecting after N attempts (default: unlimited)")
-    sim.add_argument("--file", type=Path, metavar="PATH", help="read the script from a file")
+                     help="stop reconnecting after N attempts, N >= 0 (default: unlimited)")
+    sim.add_argument("--file", type=Path, metavar="PATH", help="read the script from a UTF-8 file")
     sim.add_argument("script", nargs="?", metavar="SCRIPT", help="the inputs, ';'-separated; '-' reads stdin")
     sim.set_defaults(subparser=sim)  # so that its usage errors show its own usage line
 
@@ -60,10 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     trace = commands.add_parser(
         "check-trace", help="check a recorded trace (JSON Lines) against the rules",
         description="Replay a trace's inputs into the documented behaviour and compare every "
-                    "observation (specs/trace-format.md). Exit 0: conforms; 1: a divergence; 2: malformed.")
+                    "observation (specs/trace-format.md). Exit 0: conforms; 1: a divergence; 2: malformed.",
+        epilog=f"A trace is UTF-8 JSON Lines; its times span at most {MAX_SPAN:,} s from the first "
+               f"line, and its seconds arguments are numbers from 0 to {MAX_SPAN:,}.")
     trace.add_argument("file", type=Path, metavar="FILE", help="the trace, one JSON object per line")
-    trace.add_argument("--tolerance", type=float, default=0.5, metavar="SECONDS",
-                       help="how far an observation's time may be off (default: 0.5)")
+    trace.add_argument("--tolerance", type=_tolerance, default=0.5, metavar="SECONDS",
+                       help=f"how far an observation's time may be off, 0 to {MAX_TOLERANCE:g} "
+                            f"(default: 0.5)")
 
     vectors = commands.add_parser(
         "vectors", help="write the conformance vectors (traces with expected observations)",
@@ -81,16 +115,19 @@ def _parser() -> argparse.ArgumentParser:
                     "an expected status is not reached.")
     demo.add_argument("--seed", type=int, default=0, help="seed of the backoff jitter (default: 0)")
 
-    serve = commands.add_parser("serve", help="run the reference server until Ctrl-C",
-                                description="Run the reference server (docs/protocol.md) until Ctrl-C.")
+    serve = commands.add_parser("serve", help="run the reference server until Ctrl-C or SIGTERM",
+                                description="Run the reference server (docs/protocol.md) until Ctrl-C "
+                                            "or SIGTERM; either shuts it down and removes its "
+                                            "temporary history.")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=0, metavar="N", help="port (default: 0, a free one)")
     serve.add_argument("--user", dest="users", action="extend", nargs="+", default=[], metavar="UID",
                        help="create these users (repeatable)")
     serve.add_argument("--auth-key", default=None, metavar="KEY", help="the app's auth key (default: random)")
     serve.add_argument("--history", default=None, metavar="FILE",
-                       help="SQLite file of users, tokens and messages, kept across runs (default: a "
-                            "temporary file removed on exit; ':memory:' keeps it in memory)")
+                       help="SQLite file of users, tokens and messages, kept across runs; its directory "
+                            "must exist (default: a temporary file removed on exit; ':memory:' keeps "
+                            "it in memory)")
 
     rules = commands.add_parser(
         "rules", help="write docs/rules.md: every rule of specs/rules.toml and where it is checked",
@@ -112,6 +149,17 @@ def _port(text: str) -> int:
     return port
 
 
+def _tolerance(text: str) -> float:
+    """`--tolerance`: a number of seconds from 0 to MAX_TOLERANCE."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_TOLERANCE):
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_TOLERANCE:g} seconds, not {text!r}")
+    return value
+
+
 def _diagram(args: argparse.Namespace) -> int:
     directory: Path = places.diagrams_directory() if args.dir is None else args.dir
     readme = places.readme() if args.dir is None else None
@@ -124,7 +172,7 @@ def _diagram(args: argparse.Namespace) -> int:
             return 1
         print("diagrams are up to date" + ("" if diagram.can_draw_svg() else f" {svg_note}"))
         return 0
-    for path in diagram.write_diagrams(directory, readme=readme):
+    for path in diagram.write_diagrams(writable_directory(directory), readme=readme):
         print(path)
     if not diagram.can_draw_svg():
         print(svg_note)
@@ -135,28 +183,32 @@ def _script_text(args: argparse.Namespace) -> str:
     parser: argparse.ArgumentParser = args.subparser
     if (args.file is None) == (args.script is None):
         parser.error("simulate takes a SCRIPT or --file PATH (one of them)")
-    if args.file is not None:
-        try:
-            return str(args.file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            parser.error(f"cannot read {args.file}: {exc.strerror or exc}")
     text: str = args.script
-    return sys.stdin.read() if text == "-" else text
+    try:
+        if args.file is not None:
+            return read_utf8(args.file)
+        if text != "-":
+            return text
+        stdin = getattr(sys.stdin, "buffer", None)  # bytes, so that bad UTF-8 is reported, not raised
+        return decode_utf8(stdin.read(), "stdin") if stdin is not None else sys.stdin.read()
+    except InputError as exc:  # missing, unreadable or not UTF-8: a usage error like the others
+        parser.error(str(exc))
 
 
 def _simulate(args: argparse.Namespace) -> int:
     text = _script_text(args)
     try:
         steps = script.parse(text)
+        if not steps:
+            raise script.ScriptError("the script has no steps; write inputs separated by ';', "
+                                     "for example: login alice; connect; wait 30")
         settings = AppSettings(region=args.region, auto_establish_socket_connection=not args.manual,
                                max_reconnect_attempts=args.max_reconnect_attempts)
         sim = Simulation(settings, seed=args.seed)
     except script.ScriptError as exc:
-        print(f"{PROG} simulate: {exc.reason}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail("simulate", exc.reason)
     except CometChatException as exc:
-        print(f"{PROG} simulate: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail("simulate", str(exc))
     print(f"mode: {settings.mode.value}, seed: {args.seed}")
     print(script.render(script.run(sim, steps)))
     return 0
@@ -167,14 +219,10 @@ def _check_trace(args: argparse.Namespace) -> int:
     from .specs import load_specs
     from .trace import TraceError, read
 
-    if not args.tolerance >= 0:
-        print(f"{PROG} check-trace: --tolerance must be a number of seconds >= 0", file=sys.stderr)
-        return USAGE_ERROR
     try:
         trace = read(args.file)
     except TraceError as exc:
-        print(f"{PROG} check-trace: {args.file}: {exc.message}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail("check-trace", f"{args.file}: {exc.message}")
     verdict = check_trace(trace, load_specs(), tolerance=args.tolerance)
     if verdict.divergence is None:
         print(f"pass: {args.file} ({verdict.inputs} inputs, {verdict.observations} observations, "
@@ -188,9 +236,11 @@ def _vectors(args: argparse.Namespace) -> int:
     from .conformance.vectors import generate, stale, write
     from .specs import load_specs
 
+    out = None if args.check else writable_directory(
+        places.vectors_directory() if args.dir is None else args.dir)  # before the work
     specs = load_specs()
     files = generate(specs)
-    if args.check:
+    if out is None:
         directory: Path = specs.directory / "vectors" if args.dir is None else args.dir
         bad = stale(directory, files)
         if bad:
@@ -200,9 +250,8 @@ def _vectors(args: argparse.Namespace) -> int:
             return 1
         print(f"{len(files) - 1} vectors in {directory} are up to date")
         return 0
-    directory = places.vectors_directory() if args.dir is None else args.dir
-    write(directory, files)
-    print(f"wrote {len(files) - 1} vectors and index.json to {directory}")
+    write(out, files)
+    print(f"wrote {len(files) - 1} vectors and index.json to {out}")
     return 0
 
 
@@ -220,6 +269,7 @@ def _rules(args: argparse.Namespace) -> int:
             return 1
         print(f"{path} is up to date")
         return 0
+    writable_directory(path.parent)
     print(f"{path}: {'written' if rules_doc.write(path, text) else 'already up to date'}")
     return 0
 
@@ -242,34 +292,60 @@ async def _until_interrupted() -> None:
     await trio.sleep_forever()
 
 
+async def _until_stopped(sigterm: AsyncIterator[int]) -> None:
+    """Block until Ctrl-C (KeyboardInterrupt, raised) or SIGTERM (a normal return): either way
+    the server's block then exits and shuts it down, removing its temporary history."""
+    import trio
+
+    from .groups import single_exception
+
+    try:
+        async with trio.open_nursery() as nursery:
+            async def stop_on_sigterm() -> None:
+                async for _ in sigterm:
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_sigterm)
+            await _until_interrupted()
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # a strict nursery wraps Ctrl-C's KeyboardInterrupt
+        raise single_exception(group) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import signal
     import sqlite3
 
     import trio  # imported late, like Hypothesis: only `serve` needs the network stack
 
     from .server import LOGIN_PATH, SOCKET_PATH, serve_reference
 
+    if args.history is not None:
+        history_file(args.history)  # before a port is taken: no directory is ever created
+
     async def run() -> None:
-        async with serve_reference(args.host, args.port, auth_key=args.auth_key, users=args.users,
-                                   history=args.history) as server:
-            print(f"serving {server.url} (login: {LOGIN_PATH}, realtime socket: {SOCKET_PATH})")
-            if args.history:
-                print(f"history: {args.history}")
-            print(f"auth key: {server.auth_key}")
-            print(f"users: {', '.join(sorted(server.users)) or '(none: pass --user UID)'}", flush=True)
-            await _until_interrupted()
+        # SIGTERM is caught from before the first line is printed, so a supervisor that stops
+        # the server once it is up always gets the same shutdown as Ctrl-C.
+        with trio.open_signal_receiver(signal.SIGTERM) as sigterm:
+            async with serve_reference(args.host, args.port, auth_key=args.auth_key, users=args.users,
+                                       history=args.history) as server:
+                print(f"serving {server.url} (login: {LOGIN_PATH}, realtime socket: {SOCKET_PATH})")
+                if args.history:
+                    print(f"history: {args.history}")
+                print(f"auth key: {server.auth_key}")
+                print(f"users: {', '.join(sorted(server.users)) or '(none: pass --user UID)'}", flush=True)
+                await _until_stopped(sigterm)
 
     try:
-        trio.run(run)
+        trio.run(run)  # returns on SIGTERM
     except KeyboardInterrupt:
-        print("server stopped")
+        pass
     except sqlite3.Error as exc:
-        print(f"{PROG} serve: cannot use the history file {args.history}: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail("serve", f"cannot use the history file {args.history}: {exc}")
     except OSError as exc:
-        print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return USAGE_ERROR
+        return _fail("serve", f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    print("server stopped")
     return 0
 
 
@@ -280,7 +356,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status (0, 1, or 2 for bad input)."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # a uid from undecodable argv bytes prints escaped, not raises
+        reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -300,8 +379,12 @@ def main(argv: list[str] | None = None) -> int:
             return _rules(args)
         return _check(args)
     except CometChatException as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail("", str(exc))
+    except InputError as exc:
+        return _fail(args.command, str(exc))
+    except OSError as exc:  # a write that fails after the checks (disk full, a race)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(args.command, f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 130
 

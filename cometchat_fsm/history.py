@@ -77,7 +77,10 @@ class ReplayPlan:
 
 
 class History:
-    """One SQLite file (or memory) holding the server's users, tokens and messages."""
+    """One SQLite file (or memory) holding the server's users, tokens and messages.
+
+    The file's directory must exist: none is created (sqlite3.Error otherwise).
+    """
 
     def __init__(self, path: Path | str = IN_MEMORY, retention: Retention | None = None,
                  clock: Callable[[], float] | None = None) -> None:
@@ -87,7 +90,6 @@ class History:
         self._clock = clock or time.time
         self.path = str(path)
         if self.path != IN_MEMORY:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             if not Path(self.path).exists():  # tokens are secrets: owner only, from the start
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -4,6 +4,10 @@
 
 It is also how the specs' examples and the shrunk counterexamples of `check` are written, so
 that any of them can be pasted into `cometchat-fsm simulate`.
+
+A number of seconds (wait, latency, overload) is from 0 to
+MAX_SECONDS (100,000 s), and the waits of a script add up to at most MAX_SECONDS, the latest
+time of a Simulation: `parse` refuses anything else with ERR_BAD_SCRIPT, before anything runs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .errors import CometChatException, ErrorSpec
-from .simulation import Simulation
+from .simulation import MAX_SECONDS, Simulation
 
 SCRIPT_ERROR = ErrorSpec(
     "ERR_BAD_SCRIPT",
@@ -85,7 +89,9 @@ def format_seconds(value: float) -> str:
 
 
 def parse(script: str) -> list[Step]:
-    """Parse a script; raise ScriptError naming the first bad word and what is accepted."""
+    """Parse a script; raise ScriptError naming the first bad word and what is accepted, or
+    saying that the script waits longer than MAX_SECONDS in all. An empty script has no steps
+    (the specs' examples may have an empty `given`); `simulate` refuses one."""
     steps: list[Step] = []
     for part in script.replace("\n", ";").split(";"):
         tokens = part.split()
@@ -96,6 +102,9 @@ def parse(script: str) -> list[Step]:
         if word is None:
             raise ScriptError(f"unknown word {tokens[0]!r}; accepted: {ACCEPTED}")
         steps.append(Step(word.name, _argument(word, args)))
+    waited = sum(float(s.arg or 0.0) for s in steps if s.word == "wait")
+    if waited > MAX_SECONDS:
+        raise ScriptError(f"the waits add up to {waited:g} s; a simulation lasts at most {MAX_SECONDS} s")
     return steps
 
 
@@ -119,8 +128,8 @@ def _argument(word: Word, args: list[str]) -> str | float | bool | None:
         seconds = float(text)
     except ValueError:
         raise ScriptError(f"{word.name!r} takes a number of seconds, not {text!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ScriptError(f"{word.name!r} takes a number of seconds >= 0, not {text!r}")
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
+        raise ScriptError(f"{word.name!r} takes a number of seconds from 0 to {MAX_SECONDS}, not {text!r}")
     return seconds
 
 

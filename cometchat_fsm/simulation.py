@@ -6,6 +6,11 @@ that answers every socket after `server_latency` seconds unless a fault says oth
 
 Time is kept in whole microseconds, so `advance(29.9)` then `advance(0.1)` lands exactly on a
 timer armed 30 s earlier (floats would drift past the edge).
+
+Every number of seconds a caller gives (advance, server_latency, server_overloaded) is from 0 to
+MAX_SECONDS, and the virtual clock stops at MAX_SECONDS: an `advance` past it is refused
+(ERR_INVALID_ARGUMENT). So the work of any run is bounded: at most MAX_SECONDS of keep-alives,
+retries and timers, whatever the inputs.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ from .settings import AppSettings, init
 from .states import LIVE, AppState, ConnectionStatus, Network, Phase
 
 US = 1_000_000  # microseconds per second
+#: The largest number of seconds any argument takes, and the latest virtual time (s): about 27.8
+#: hours, far beyond every timer of the lifecycle (the longest are the 30 s window and backoff
+#: cap). It bounds a run's work: a reconnection loop of 100,000 s takes well under a second.
+MAX_SECONDS = 100_000
 
 INVALID_ARGUMENT = errors.BAD_ARGUMENTS
 SUCCESS_CONNECT = "Web socket connection successful"  # E2
@@ -68,10 +77,12 @@ SUCCESS_PING = "ping successful"
 
 
 def to_us(seconds: float, what: str = "seconds") -> int:
-    """Seconds to whole microseconds; a typed error for anything but a finite number >= 0."""
+    """Seconds to whole microseconds; ERR_INVALID_ARGUMENT for anything but a number from 0 to
+    MAX_SECONDS."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-            or seconds < 0:
-        raise INVALID_ARGUMENT.exception(f"{what} must be a finite number >= 0, not {seconds!r}")
+            or not 0 <= seconds <= MAX_SECONDS:
+        raise INVALID_ARGUMENT.exception(f"{what} must be a number of seconds from 0 to {MAX_SECONDS}, "
+                                         f"not {seconds!r}")
     return round(seconds * US)
 
 
@@ -206,8 +217,15 @@ class Simulation:
 
     # --- Time ---------------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:
-        """Let `seconds` of virtual time pass, firing every timer and server answer due."""
+        """Let `seconds` of virtual time pass, firing every timer and server answer due.
+
+        ERR_INVALID_ARGUMENT (and nothing happens) if the clock would pass MAX_SECONDS.
+        """
         target = self._now_us + to_us(seconds)
+        if target > MAX_SECONDS * US:
+            raise INVALID_ARGUMENT.exception(
+                f"the virtual clock stops at {MAX_SECONDS} s; it is at {format(self.now, 'g')} s, "
+                f"so at most {(MAX_SECONDS * US - self._now_us) / US:g} s more can pass")
         while self._queue and self._queue[0].at <= target:
             due = heapq.heappop(self._queue)
             self._now_us = due.at
@@ -331,4 +349,4 @@ class Simulation:
                 self._feed(PongReceived(sock))
 
 
-__all__ = ["INVALID_ARGUMENT", "AppState", "Network", "ServerState", "Simulation", "to_us"]
+__all__ = ["INVALID_ARGUMENT", "MAX_SECONDS", "AppState", "Network", "ServerState", "Simulation", "to_us"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cli_paths import utf8_problem
 from .errors import CometChatException
 
 #: Input name -> its arguments and their JSON types (None allowed where listed).
@@ -40,6 +41,12 @@ STATUSES = ("connecting", "connected", "disconnected", "featureThrottled")
 NOTIFICATIONS = ("on_connecting", "on_connected", "on_disconnected", "on_feature_throttled",
                  "on_connection_error")
 SETTINGS = ("max_reconnect_attempts",)
+#: The longest a trace may span, in seconds from its first line's time, and the largest seconds
+#: argument (server_latency, server_overloaded): about 11.6 days. It bounds the work of checking
+#: a trace: the oracle never runs further than MAX_SPAN + MAX_TOLERANCE seconds.
+MAX_SPAN = 1_000_000
+#: The largest timing tolerance of `check-trace` (seconds).
+MAX_TOLERANCE = 3600.0
 
 
 class TraceError(CometChatException):
@@ -111,13 +118,28 @@ class Trace:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number that is a finite float (an integer too large for a float is not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _show(value: object) -> str:
+    """`repr(value)` cut to 60 characters, for messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse(text: str) -> Trace:
-    """Read a trace; raise TraceError naming the first bad line and what is wrong with it."""
+    """Read a trace; raise TraceError naming the first bad line and what is wrong with it.
+
+    Times must not decrease and must stay within MAX_SPAN seconds of the first line's time.
+    """
     trace: Trace | None = None
-    last = -math.inf
+    last = first = -math.inf
     for n, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
@@ -125,6 +147,10 @@ def parse(text: str) -> Trace:
             row = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise TraceError(n, f"not JSON ({exc.msg})") from None
+        except ValueError as exc:  # an integer of more than 4300 digits
+            raise TraceError(n, f"not usable JSON ({_show(str(exc))})") from None
+        except RecursionError:
+            raise TraceError(n, "the JSON is nested too deeply") from None
         if not isinstance(row, dict):
             raise TraceError(n, "each line must be a JSON object")
         if trace is None:
@@ -133,6 +159,11 @@ def parse(text: str) -> Trace:
         item = _item(n, row)
         if item.t < last:
             raise TraceError(n, f"time goes backwards ({item.t} after {last})")
+        if first == -math.inf:
+            first = item.t
+        if item.t - first > MAX_SPAN:
+            raise TraceError(n, f"t={item.t:g} is {item.t - first:g} s after the first line's time; "
+                                f"a trace spans at most {MAX_SPAN} s")
         last = item.t
         trace.items.append(item)
     if trace is None:
@@ -161,7 +192,7 @@ def _header(n: int, row: dict[str, Any]) -> Trace:
 def _item(n: int, row: dict[str, Any]) -> Item:
     t = row.get("t")
     if not _number(t):
-        raise TraceError(n, f'"t" must be a number of seconds, not {t!r}')
+        raise TraceError(n, f'"t" must be a number of seconds, not {_show(t)}')
     assert isinstance(t, (int, float))
     kinds = [k for k in ("input", "status", "notify") if k in row]
     if len(kinds) != 1:
@@ -169,32 +200,33 @@ def _item(n: int, row: dict[str, Any]) -> Item:
     kind = kinds[0]
     if kind == "status":
         if set(row) != {"t", "status"} or row["status"] not in STATUSES:
-            raise TraceError(n, f"status must be one of {', '.join(STATUSES)}, not {row.get('status')!r}")
+            raise TraceError(n, f"status must be one of {', '.join(STATUSES)}, "
+                                f"not {_show(row.get('status'))}")
         return Status(float(t), row["status"], n)
     if kind == "notify":
         if set(row) != {"t", "notify"} or row["notify"] not in NOTIFICATIONS:
             raise TraceError(n, f"notify must be one of {', '.join(NOTIFICATIONS)}, "
-                                f"not {row.get('notify')!r}")
+                                f"not {_show(row.get('notify'))}")
         return Notify(float(t), row["notify"], n)
     name = row["input"]
-    if name not in INPUTS:
-        raise TraceError(n, f"unknown input {name!r}; accepted: {', '.join(INPUTS)}")
+    if not isinstance(name, str) or name not in INPUTS:
+        raise TraceError(n, f"unknown input {_show(name)}; accepted: {', '.join(INPUTS)}")
     unknown = set(row) - {"t", "input", "args", "error"}
     if unknown:
-        raise TraceError(n, f"unknown keys {sorted(unknown)}")
+        raise TraceError(n, f"unknown keys {_show(sorted(unknown))}")
     args = row.get("args", {})
     if not isinstance(args, dict):
         raise TraceError(n, '"args" must be an object')
     spec = INPUTS[name]
     if set(args) != set(spec):
-        raise TraceError(n, f"{name} takes args {sorted(spec) or 'none'}, got {sorted(args)}")
+        raise TraceError(n, f"{name} takes args {sorted(spec) or 'none'}, got {_show(sorted(args))}")
     for key, kinds_ok in spec.items():
         value = args[key]
         if not isinstance(value, kinds_ok) or (isinstance(value, bool) and bool not in kinds_ok):
-            raise TraceError(n, f"{name}: {key} has the wrong type ({value!r})")
+            raise TraceError(n, f"{name}: {key} has the wrong type ({_show(value)})")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                not math.isfinite(value) or value < 0):
-            raise TraceError(n, f"{name}: {key} must be a finite number >= 0")
+                not _number(value) or not 0 <= value <= MAX_SPAN):
+            raise TraceError(n, f"{name}: {key} must be a number of seconds from 0 to {MAX_SPAN}")
         if key == "uid" and not value:
             raise TraceError(n, "login: uid must not be empty")
     error = row.get("error")
@@ -204,10 +236,16 @@ def _item(n: int, row: dict[str, Any]) -> Item:
 
 
 def read(path: Path) -> Trace:
+    """Read and parse the trace at `path` (UTF-8). TraceError if it cannot be read, is not UTF-8
+    (naming the line and byte offset of the first bad byte), or is malformed."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(1, f"cannot read {path}: {exc}") from None
+        data = path.read_bytes()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise TraceError(1, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TraceError(*utf8_problem(data, exc)) from None
     return parse(text)
 
 

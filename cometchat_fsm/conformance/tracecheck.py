@@ -15,11 +15,13 @@ Times are relative: the first line's time is the origin, so any clock works.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import BAD_ARGUMENTS
 from ..specs import Specs
-from ..trace import Input, Notify, Status, Trace
+from ..trace import MAX_TOLERANCE, Input, Notify, Status, Trace
 from .oracle import US, Expected, Oracle
 
 LARGEST_DRAW = 1.0 - 1e-12
@@ -155,7 +157,14 @@ class _Checker:
 
 
 def check_trace(trace: Trace, specs: Specs, *, tolerance: float = 0.5) -> TraceVerdict:
-    """Replay `trace` against the rules; the verdict names the first rule it breaks, if any."""
+    """Replay `trace` against the rules; the verdict names the first rule it breaks, if any.
+
+    `tolerance` is in seconds, from 0 to MAX_TOLERANCE (ERR_INVALID_ARGUMENT otherwise).
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
+            or not (math.isfinite(tolerance) and 0 <= tolerance <= MAX_TOLERANCE):
+        raise BAD_ARGUMENTS.exception(f"tolerance must be from 0 to {MAX_TOLERANCE:g} seconds, "
+                                      f"not {tolerance!r}")
     checker = _Checker(trace, specs, tolerance)
     inputs = observations = 0
     try:
