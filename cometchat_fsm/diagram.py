@@ -317,12 +317,15 @@ def can_draw_svg() -> bool:
     return importlib.util.find_spec("pygraphviz") is not None
 
 
-def sources() -> list[tuple[str, str, str]]:
-    """(file stem, Mermaid text, DOT text) of every diagram: the full machine, then the views."""
+def sources() -> list[tuple[str, str | None, str]]:
+    """(file stem, Mermaid text, DOT text) of every diagram: the full machine, the overview, the
+    details. The details have no Mermaid: rendered by Mermaid, arrows from a composite state
+    put their labels on top of other labels (seen with mermaid-cli); Graphviz keeps them apart."""
     from . import diagram_views, views  # they import this module
 
     full = (MERMAID_NAME.removesuffix(".mmd"), mermaid(), dot())
-    return [full, *((v.name, diagram_views.mermaid(v), diagram_views.dot(v)) for v in views.VIEWS)]
+    overview = (views.OVERVIEW.name, diagram_views.mermaid(views.OVERVIEW), diagram_views.dot(views.OVERVIEW))
+    return [full, overview, *((v.name, None, diagram_views.dot(v)) for v in views.DETAILS)]
 
 
 def write_diagrams(directory: Path, *, readme: Path | None = None) -> list[Path]:
@@ -337,8 +340,10 @@ def write_diagrams(directory: Path, *, readme: Path | None = None) -> list[Path]
     written: list[Path] = []
     for stem, mermaid_text, dot_text in sources():
         mmd_path, dot_path, svg_path = (directory / f"{stem}.{ext}" for ext in ("mmd", "dot", "svg"))
-        _write_if_changed(mmd_path, mermaid_text)
-        written += [mmd_path, dot_path]
+        if mermaid_text is not None:
+            _write_if_changed(mmd_path, mermaid_text)
+            written.append(mmd_path)
+        written.append(dot_path)
         if _write_if_changed(dot_path, dot_text) or not svg_path.exists():
             if can_draw_svg():
                 svg_path.write_text(svg(dot_text), encoding="utf-8")
@@ -361,7 +366,8 @@ def check_diagrams(directory: Path, *, readme: Path | None = None) -> dict[str, 
     problems: dict[str, str] = {}
     texts: list[tuple[str, str]] = []
     for stem, mermaid_text, dot_text in sources():
-        texts += [(f"{stem}.mmd", mermaid_text), (f"{stem}.dot", dot_text)]
+        texts += [(f"{stem}.mmd", mermaid_text)] if mermaid_text is not None else []
+        texts.append((f"{stem}.dot", dot_text))
     texts.append((DETAILS_NAME, details_page()))
     for name, text in texts:
         path = directory / name
@@ -385,23 +391,22 @@ def readme_section() -> str:
     links = ", ".join(f"[{v.topic}](diagrams/{v.name}.svg)" for v in views.DETAILS)
     return (f"{README_START}\n```mermaid\n{diagram_views.mermaid(views.OVERVIEW)}```\n\n"
             f"Details, one concern each, with every condition and action: {links} "
-            f"(all with their Mermaid on [diagrams/{DETAILS_NAME}](diagrams/{DETAILS_NAME})). "
+            f"(all on one page: [diagrams/{DETAILS_NAME}](diagrams/{DETAILS_NAME})). "
             f"The whole machine in one picture: [diagrams/{SVG_NAME}](diagrams/{SVG_NAME}).\n{README_END}")
 
 
 def details_page() -> str:
-    """diagrams/details.md: each detail view's title, notes and Mermaid, and its SVG's name."""
+    """diagrams/details.md: each detail view's title, notes and picture (its SVG)."""
     from . import diagram_views, views
 
     out = [f"<!-- {BANNER} -->", "# Lifecycle diagrams", "",
            "Generated from the transition table (`cometchat_fsm/lifecycle.py`). The overview is in the "
            "top-level README; each concern below shows every row that belongs to it, with its conditions "
-           f"`[...]` and actions `/ ...`. `{SVG_NAME}` is the whole machine in one picture.", ""]
+           f"`[...]` and actions `/ ...`. [{SVG_NAME}]({SVG_NAME}) is the whole machine in one picture.", ""]
     for v in views.DETAILS:
         g = views.graph(v)
         out += [f"## {v.title}", "", *(f"{line}  " for line in diagram_views.notes(g)), "",
-                f"Graphviz: [{v.name}.svg]({v.name}.svg)", "",
-                "```mermaid", diagram_views.mermaid(v).rstrip("\n"), "```", ""]
+                f"![{v.topic}]({v.name}.svg)", "", f"Source: [{v.name}.dot]({v.name}.dot)", ""]
     return "\n".join(out)
 
 

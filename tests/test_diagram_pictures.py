@@ -112,13 +112,12 @@ def test_detail_rows_are_all_drawn(view: views.View) -> None:
         for source in r.source:
             if view.keep(r, source) and source in node_of and (r.dest or source) in node_of:
                 assert diagram.describe(r).split(" [")[0].split(" /")[0] in drawn, (view.name, r)
-    text = diagram_views.mermaid(view)
-    assert text.startswith(f"%% {diagram.BANNER}\n")
     assert diagram_views.dot(view).startswith(f"// {diagram.BANNER}\n")
 
 
 @pytest.mark.parametrize("view", views.VIEWS, ids=lambda v: v.name)
 def test_mermaid_labels_have_no_separators(view: views.View) -> None:
+    assert diagram_views.mermaid(view).startswith(f"%% {diagram.BANNER}\n")
     for line in diagram_views.mermaid(view).splitlines():
         if " --> " in line and " : " in line:
             label = line.split(" : ", 1)[1]
@@ -139,14 +138,14 @@ def test_readme_shows_the_overview_and_links_the_details() -> None:
         assert f"(diagrams/{v.name}.svg)" in section
     page = diagram.details_page()
     for v in views.DETAILS:
-        assert diagram_views.mermaid(v) in page
+        assert f"({v.name}.svg)" in page
 
 
 def test_a_stale_view_is_reported(tmp_path: Path) -> None:
     diagram.write_diagrams(tmp_path)
     assert diagram.check_diagrams(tmp_path) == {}
     (tmp_path / "overview.dot").write_text("digraph {}\n", encoding="utf-8")
-    (tmp_path / "retries.mmd").unlink()
+    (tmp_path / "retries.dot").unlink()
     (tmp_path / diagram.DETAILS_NAME).write_text("old\n", encoding="utf-8")
     assert diagram.check_diagrams(tmp_path) == {
-        "overview.dot": "stale", "retries.mmd": "missing", diagram.DETAILS_NAME: "stale"}
+        "overview.dot": "stale", "retries.dot": "missing", diagram.DETAILS_NAME: "stale"}
