@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import diagram, places, script
 from .errors import CometChatException
 from .settings import AppSettings
 from .simulation import Simulation
+
+if TYPE_CHECKING:
+    from .conformance.tracecheck import TraceVerdict
+    from .trace import Trace
 
 PROG = "cometchat-fsm"
 PROFILES = ("quick", "demo", "ci", "thorough")
@@ -50,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop reconnecting after N attempts (default: unlimited)")
     sim.add_argument("--file", type=Path, metavar="PATH", help="read the script from a file")
     sim.add_argument("script", nargs="?", metavar="SCRIPT", help="the inputs, ';'-separated; '-' reads stdin")
+    sim.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                     help="also draw the timeline to FILE (.svg or .png; needs the plot extra)")
     sim.set_defaults(subparser=sim)  # so that its usage errors show its own usage line
 
     check = commands.add_parser("check", help="run the conformance checks",
@@ -64,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("file", type=Path, metavar="FILE", help="the trace, one JSON object per line")
     trace.add_argument("--tolerance", type=float, default=0.5, metavar="SECONDS",
                        help="how far an observation's time may be off (default: 0.5)")
+    trace.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                       help="also draw the trace's timeline, divergence marked, to FILE (.svg or .png)")
+    trace.add_argument("--report", type=Path, default=None, metavar="FILE",
+                       help="also write a self-contained HTML page: verdict, timeline, rule, replay")
 
     vectors = commands.add_parser(
         "vectors", help="write the conformance vectors (traces with expected observations)",
@@ -145,6 +156,8 @@ def _script_text(args: argparse.Namespace) -> str:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    if _picture_problem("simulate", args.plot):
+        return USAGE_ERROR
     text = _script_text(args)
     try:
         steps = script.parse(text)
@@ -158,8 +171,37 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"{PROG} simulate: {exc}", file=sys.stderr)
         return USAGE_ERROR
     print(f"mode: {settings.mode.value}, seed: {args.seed}")
-    print(script.render(script.run(sim, steps)))
+    rows = script.run(sim, steps)
+    print(script.render(rows))
+    if args.plot is not None:
+        from . import plot
+
+        title = f"{settings.mode.value} mode, seed {args.seed}: " + "; ".join(r.step for r in rows)
+        plot.draw(plot.from_run(sim.observation(), rows, settings=settings, title=_shorter(title)), args.plot)
+        print(f"timeline: {args.plot}")
     return 0
+
+
+def _shorter(text: str, limit: int = 150) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _picture_problem(command: str, picture: Path | None, page: Path | None = None) -> bool:
+    """Say (one line on stderr) why a picture or page cannot be made: no matplotlib, a bad suffix."""
+    from . import plot
+
+    if picture is None and page is None:
+        return False
+    problem = None
+    if not plot.available():
+        problem = f"pictures need matplotlib: {plot.PLOT_EXTRA}"
+    elif picture is not None and picture.suffix.lower() not in plot.SUFFIXES:
+        problem = f"{picture}: a picture's name ends in .svg or .png"
+    elif page is not None and page.suffix.lower() != ".html":
+        problem = f"{page}: the report's name ends in .html"
+    if problem is not None:
+        print(f"{PROG} {command}: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def _check_trace(args: argparse.Namespace) -> int:
@@ -175,13 +217,31 @@ def _check_trace(args: argparse.Namespace) -> int:
     except TraceError as exc:
         print(f"{PROG} check-trace: {args.file}: {exc.message}", file=sys.stderr)
         return USAGE_ERROR
+    if _picture_problem("check-trace", args.plot, args.report):
+        return USAGE_ERROR
     verdict = check_trace(trace, load_specs(), tolerance=args.tolerance)
+    _trace_pictures(args, trace, verdict)
     if verdict.divergence is None:
         print(f"pass: {args.file} ({verdict.inputs} inputs, {verdict.observations} observations, "
               f"tolerance {args.tolerance} s)")
         return 0
     print(f"FAIL: {args.file}: {verdict.divergence}")
     return 1
+
+
+def _trace_pictures(args: argparse.Namespace, trace: Trace, verdict: TraceVerdict) -> None:
+    """check-trace --plot and --report: the timeline picture and the HTML page."""
+    from . import plot, report
+    from .specs import load_specs
+
+    if args.plot is not None:
+        title = _shorter(f"{trace.name or args.file.name} ({trace.mode} mode, time from the first line)")
+        plot.draw(plot.from_trace(trace, verdict.divergence, title=title), args.plot)
+        print(f"timeline: {args.plot}")
+    if args.report is not None:
+        page = report.render([report.Checked(str(args.file), trace, verdict)], load_specs())
+        args.report.write_text(page, encoding="utf-8")
+        print(f"report: {args.report}")
 
 
 def _vectors(args: argparse.Namespace) -> int:
