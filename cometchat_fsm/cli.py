@@ -7,6 +7,7 @@ Bad input never ends in a traceback: argparse reports bad flags, and every `Come
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,7 +178,12 @@ def _simulate(args: argparse.Namespace) -> int:
         from . import plot
 
         title = f"{settings.mode.value} mode, seed {args.seed}: " + "; ".join(r.step for r in rows)
-        plot.draw(plot.from_run(sim.observation(), rows, settings=settings, title=_shorter(title)), args.plot)
+        timeline = plot.from_run(sim.observation(), rows, settings=settings, title=_shorter(title))
+        again = [*(["--manual"] if args.manual else []), "--seed", str(args.seed), "--region", args.region,
+                 *([] if args.max_reconnect_attempts is None else
+                   ["--max-reconnect-attempts", str(args.max_reconnect_attempts)]), text]
+        plot.draw(timeline, args.plot, description=f"{PROG} simulate {shlex.join(again)} "
+                                                   f"--plot FILE; timeline {timeline.digest()}")
         print(f"timeline: {args.plot}")
     return 0
 

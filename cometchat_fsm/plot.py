@@ -79,6 +79,20 @@ class Timeline:
     bars: tuple[Bar, ...]
     markers: tuple[Marker, ...]
 
+    def digest(self) -> str:
+        """A short hash of what the picture shows (times to the microsecond): a committed picture
+        carries it, so a test can tell that the run it shows still runs that way."""
+        import hashlib
+
+        def r(x: float) -> str:
+            return f"{x:.6f}"
+
+        parts = [self.title, r(self.end)]
+        parts += [f"{b.lane} {r(b.start)} {r(b.end)} {b.value}" for b in self.bands]
+        parts += [f"{b.lane} {r(b.start)} {r(b.end)} {r(b.deadline)} {b.outcome} {b.text}" for b in self.bars]
+        parts += [f"{m.lane} {r(m.t)} {m.text}" for m in self.markers]
+        return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+
     def on(self, lane: str) -> list[Band | Bar | Marker]:
         items: list[Band | Bar | Marker] = [*self.bands, *self.bars, *self.markers]
         return [i for i in items if i.lane == lane]
@@ -202,36 +216,38 @@ _STATE_COLOURS |= {"foreground": ("#e3f0fb", "#2f6f9f"), "background": ("#3b4a5a
                    "online": ("#e6f4ea", "#3c8c50"), "offline": ("#f9dedc", "#b3261e")}
 _TIMER_COLOUR = "#7b8794"
 WIDTH_IN, LANE_IN = 11.0, 0.62  # the figure's width, and the height of one lane (inches)
-_TEXT_ROWS = (0.2, -0.44, -0.12)  # a lane's rows of text, from its centre (lane units)
+# Rows of text in a lane, from its centre (lane units). Bars and ticks keep to +-0.18 and marker
+# ticks to the top of the lane, so that no line crosses a text.
+BAR_ROWS = (0.2, -0.44, 0.37, -0.12)
+MARK_ROWS = (0.0, -0.19, -0.38)
 
 
 class _Rows:
     """Greedy placement of a lane's texts in a few rows, so that neighbours do not overlap:
     each text takes the first row whose last text ends before it starts."""
 
-    def __init__(self, span: float) -> None:
-        self.per_char = span / (WIDTH_IN * 0.86) * 7 * 0.6 / 72  # s of axis per character (7 pt)
-        self.ends = [float("-inf")] * len(_TEXT_ROWS)
+    def __init__(self, span: float, rows: tuple[float, ...]) -> None:
+        self.per_char = span / (WIDTH_IN * 0.92) * 7 * 0.5 / 72  # s of axis per character (7 pt)
+        self.rows = rows
+        self.ends = [float("-inf")] * len(rows)
 
     def place(self, start: float, text: str) -> float:
         k = next((i for i, end in enumerate(self.ends) if end < start), None)
         if k is None:
             k = min(range(len(self.ends)), key=lambda i: self.ends[i])
         self.ends[k] = start + (len(text) + 1) * self.per_char
-        return _TEXT_ROWS[k]
+        return self.rows[k]
 _MARK_COLOURS = {"inputs": "#1f4e79", "faults": "#b3261e", "notifications": "#2e7d32",
                  "divergence": "#c62828"}
 
 
-def draw(timeline: Timeline, path: Path) -> None:
-    """Write the timeline as SVG or PNG (by `path`'s suffix); needs matplotlib."""
+def draw(timeline: Timeline, path: Path, *, description: str = "") -> None:
+    """Write the timeline as SVG or PNG (by `path`'s suffix), with `description` in the file's
+    metadata (PNG: a Description text chunk; SVG: dc:description); needs matplotlib."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ValueError(f"the picture must end in .svg or .png, not {path.name!r}")
-    if suffix == ".svg":
-        path.write_text(svg_text(timeline), encoding="utf-8")
-    else:
-        path.write_bytes(_render(timeline, "png"))
+    path.write_bytes(_render(timeline, suffix[1:], description))
 
 
 def svg_text(timeline: Timeline) -> str:
@@ -239,7 +255,20 @@ def svg_text(timeline: Timeline) -> str:
     return _render(timeline, "svg").decode("utf-8")
 
 
-def _render(timeline: Timeline, fmt: str) -> bytes:
+def description(path: Path) -> str:
+    """The Description a picture written by `draw` carries ("" if none)."""
+    if path.suffix.lower() == ".svg":
+        import re
+
+        found = re.search(r"<dc:description>(.*?)</dc:description>", path.read_text(encoding="utf-8"), re.S)
+        return found.group(1) if found else ""
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(path) as image:
+        return str(image.info.get("Description", ""))
+
+
+def _render(timeline: Timeline, fmt: str, description: str = "") -> bytes:
     import io
 
     import matplotlib
@@ -254,6 +283,8 @@ def _render(timeline: Timeline, fmt: str) -> bytes:
         _draw_lanes(ax, timeline, lanes)
         fig.tight_layout()
         meta: dict[str, str | None] = {"Date": None} if fmt == "svg" else {"Software": None}
+        if description:
+            meta["Description"] = description
         out = io.BytesIO()
         fig.savefig(out, format=fmt, metadata=meta, dpi=100)
         plt.close(fig)
@@ -276,17 +307,17 @@ def _draw_lanes(ax: object, timeline: Timeline, lanes: list[str]) -> None:
                     fontsize=7.5, color="white" if dark else "#202020")
     _draw_bars(ax, timeline, y)
     for lane in MARK_LANES:
-        rows = _Rows(span)
+        rows = _Rows(span, MARK_ROWS)
         colour = _MARK_COLOURS[lane]
         for m in sorted((m for m in timeline.markers if m.lane == lane), key=lambda m: m.t):
-            ax.plot([m.t, m.t], [y[lane] - 0.3, y[lane] + 0.3], color=colour, linewidth=1.4)
-            ax.plot([m.t], [y[lane] + 0.3], marker="v", color=colour, markersize=4)
+            ax.plot([m.t, m.t], [y[lane] + 0.19, y[lane] + 0.36], color=colour, linewidth=1.4)
+            ax.plot([m.t], [y[lane] + 0.36], marker="v", color=colour, markersize=4)
             if lane == "divergence":
                 ax.axvline(m.t, color=colour, linewidth=1, linestyle="--", alpha=0.8)
             if lane == "inputs":
                 ax.axvline(m.t, color="#9aa0a6", linewidth=0.5, alpha=0.5, zorder=0)
             right = lane == "divergence" and m.t > span * 0.5  # a long text: keep it inside the axes
-            ax.text(m.t + (-1 if right else 1) * span * 0.006, y[lane] + rows.place(m.t, m.text), m.text,
+            ax.text(m.t + (-1 if right else 1) * span * 0.002, y[lane] + rows.place(m.t, m.text), m.text,
                     fontsize=7, color=colour, va="bottom", ha="right" if right else "left")
     ax.set_yticks(list(y.values()), list(y.keys()))
     ax.set_ylim(-0.6, len(lanes) - 0.4)
@@ -313,10 +344,11 @@ def _draw_bars(ax: object, timeline: Timeline, y: dict[str, int]) -> None:
         if bar.deadline > bar.end:  # ended early: the rest of its time, dashed, up to its deadline
             ax.broken_barh([(bar.end, bar.deadline - bar.end)], (row - 0.18, 0.36), facecolors="none",
                            edgecolors=_TIMER_COLOUR, linestyle="--", linewidth=0.6)
-        ax.plot([bar.deadline, bar.deadline], [row - 0.3, row + 0.3], color="#303030", linewidth=1.2)
+        ax.plot([bar.deadline, bar.deadline], [row - 0.18, row + 0.18], color="#303030", linewidth=1.6)
         if bar.outcome == "fired":
             ax.plot([bar.deadline], [row], marker="*", color="#303030", markersize=5)
         text = f"{bar.text}, {bar.outcome}" if bar.outcome in ("cancelled", "replaced") else bar.text
-        lane_rows = rows.setdefault(bar.lane, _Rows(span))
+        lane_rows = rows.setdefault(bar.lane, _Rows(span, BAR_ROWS))
         ax.text(bar.start + span * 0.003, row + lane_rows.place(bar.start, text), text, fontsize=7,
-                color="#303030", va="bottom")
+                color="#303030", va="bottom", zorder=5,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 0.6})

@@ -129,3 +129,29 @@ def test_check_trace_plot_of_a_passing_trace(tmp_path: Path) -> None:
     out = tmp_path / "ok.svg"
     assert main(["check-trace", str(TRACES / "manual-M2.ok.jsonl"), "--plot", str(out)]) == 0
     assert out.is_file()
+
+
+DOCS = Path(__file__).parent.parent / "docs"
+DOCS_PICTURES = sorted(DOCS.glob("timeline-*.png"))
+
+
+def test_the_readme_shows_the_committed_pictures() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert len(DOCS_PICTURES) >= 2
+    for path in DOCS_PICTURES:
+        assert f"](docs/{path.name})" in readme
+
+
+@pytest.mark.parametrize("path", DOCS_PICTURES, ids=lambda p: p.name)
+def test_a_committed_picture_still_shows_its_run(path: Path, tmp_path: Path, capsys: Capsys) -> None:
+    """Its Description names the command and the digest of what it shows: run it again, compare."""
+    import shlex
+
+    described = plot.description(path)
+    words = shlex.split(described)  # cometchat-fsm simulate ARGS --plot FILE; timeline DIGEST
+    assert words[:2] == ["cometchat-fsm", "simulate"], described
+    args = words[2:words.index("--plot")]
+    again = tmp_path / path.name
+    assert main(["simulate", *args, "--plot", str(again)]) == 0
+    capsys.readouterr()
+    assert plot.description(again) == described, f"redraw it: {described.split(' --plot')[0]} --plot {path}"
