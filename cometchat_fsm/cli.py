@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import diagram, places, script
 from .cli_paths import InputError, decode_utf8, history_file, read_utf8, writable_directory
@@ -23,6 +24,10 @@ from .errors import CometChatException
 from .settings import AppSettings
 from .simulation import MAX_SECONDS, Simulation
 from .trace import MAX_SPAN, MAX_TOLERANCE
+
+if TYPE_CHECKING:
+    from .conformance.tracecheck import TraceVerdict
+    from .trace import Trace
 
 PROG = "cometchat-fsm"
 PROFILES = ("quick", "demo", "ci", "thorough")
@@ -81,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop reconnecting after N attempts, N >= 0 (default: unlimited)")
     sim.add_argument("--file", type=Path, metavar="PATH", help="read the script from a UTF-8 file")
     sim.add_argument("script", nargs="?", metavar="SCRIPT", help="the inputs, ';'-separated; '-' reads stdin")
+    sim.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                     help="also draw the timeline to FILE (.svg or .png; needs the plot extra)")
     sim.set_defaults(subparser=sim)  # so that its usage errors show its own usage line
 
     check = commands.add_parser("check", help="run the conformance checks",
@@ -98,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("--tolerance", type=_tolerance, default=0.5, metavar="SECONDS",
                        help=f"how far an observation's time may be off, 0 to {MAX_TOLERANCE:g} "
                             f"(default: 0.5)")
+    trace.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                       help="also draw the trace's timeline, divergence marked, to FILE (.svg or .png)")
+    trace.add_argument("--report", type=Path, default=None, metavar="FILE",
+                       help="also write a self-contained HTML page: verdict, timeline, rule, replay")
 
     vectors = commands.add_parser(
         "vectors", help="write the conformance vectors (traces with expected observations)",
@@ -196,6 +207,8 @@ def _script_text(args: argparse.Namespace) -> str:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    if _picture_problem("simulate", args.plot):
+        return USAGE_ERROR
     text = _script_text(args)
     try:
         steps = script.parse(text)
@@ -210,8 +223,50 @@ def _simulate(args: argparse.Namespace) -> int:
     except CometChatException as exc:
         return _fail("simulate", str(exc))
     print(f"mode: {settings.mode.value}, seed: {args.seed}")
-    print(script.render(script.run(sim, steps)))
+    rows = script.run(sim, steps)
+    print(script.render(rows))
+    if args.plot is not None:
+        from . import plot
+
+        title = f"{settings.mode.value} mode, seed {args.seed}: " + "; ".join(r.step for r in rows)
+        timeline = plot.from_run(sim.observation(), rows, settings=settings, title=_shorter(title))
+        again = [*(["--manual"] if args.manual else []), "--seed", str(args.seed), "--region", args.region,
+                 *([] if args.max_reconnect_attempts is None else
+                   ["--max-reconnect-attempts", str(args.max_reconnect_attempts)]), text]
+        plot.draw(timeline, args.plot, description=f"{PROG} simulate {shlex.join(again)} "
+                                                   f"--plot FILE; timeline {timeline.digest()}")
+        print(f"timeline: {args.plot}")
     return 0
+
+
+def _shorter(text: str, limit: int = 150) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _picture_problem(command: str, picture: Path | None, page: Path | None = None) -> bool:
+    """Say (one line on stderr) why a picture or page cannot be made: no matplotlib, a bad suffix,
+    a place that is not a writable directory. Checked before any work."""
+    from . import plot
+
+    if picture is None and page is None:
+        return False
+    problem = None
+    if not plot.available():
+        problem = f"pictures need matplotlib: {plot.PLOT_EXTRA}"
+    elif picture is not None and picture.suffix.lower() not in plot.SUFFIXES:
+        problem = f"{picture}: a picture's name ends in .svg or .png"
+    elif page is not None and page.suffix.lower() != ".html":
+        problem = f"{page}: the report's name ends in .html"
+    else:
+        try:
+            for target in (picture, page):
+                if target is not None:
+                    writable_directory(target.parent)
+        except InputError as exc:
+            problem = str(exc)
+    if problem is not None:
+        _fail(command, problem)
+    return problem is not None
 
 
 def _check_trace(args: argparse.Namespace) -> int:
@@ -223,13 +278,31 @@ def _check_trace(args: argparse.Namespace) -> int:
         trace = read(args.file)
     except TraceError as exc:
         return _fail("check-trace", f"{args.file}: {exc.message}")
+    if _picture_problem("check-trace", args.plot, args.report):
+        return USAGE_ERROR
     verdict = check_trace(trace, load_specs(), tolerance=args.tolerance)
+    _trace_pictures(args, trace, verdict)
     if verdict.divergence is None:
         print(f"pass: {args.file} ({verdict.inputs} inputs, {verdict.observations} observations, "
               f"tolerance {args.tolerance} s)")
         return 0
     print(f"FAIL: {args.file}: {verdict.divergence}")
     return 1
+
+
+def _trace_pictures(args: argparse.Namespace, trace: Trace, verdict: TraceVerdict) -> None:
+    """check-trace --plot and --report: the timeline picture and the HTML page."""
+    from . import plot, report
+    from .specs import load_specs
+
+    if args.plot is not None:
+        title = _shorter(f"{trace.name or args.file.name} ({trace.mode} mode, time from the first line)")
+        plot.draw(plot.from_trace(trace, verdict.divergence, title=title), args.plot)
+        print(f"timeline: {args.plot}")
+    if args.report is not None:
+        page = report.render([report.Checked(str(args.file), trace, verdict)], load_specs())
+        args.report.write_text(page, encoding="utf-8")
+        print(f"report: {args.report}")
 
 
 def _vectors(args: argparse.Namespace) -> int:

@@ -61,6 +61,7 @@ from .events import (
     TimerFired,
 )
 from .model import ClientModel
+from .observe import CANCELLED, FIRED, Observation, Recorder
 from .settings import AppSettings, init
 from .states import LIVE, AppState, ConnectionStatus, Network, Phase
 
@@ -130,6 +131,8 @@ class Simulation:
         self.attempts: list[tuple[float, CometChatException | None]] = []
         self.effects_log: list[tuple[float, Effect]] = []
         self.model = self._new_model()
+        self._record = Recorder()  # for observation(): pictures of the run
+        self._observe()
 
     def _new_model(self) -> ClientModel:
         return ClientModel(self.settings, machine=self._machine, random=self._random.random)
@@ -158,6 +161,15 @@ class Simulation:
     @property
     def armed_timers(self) -> frozenset[Timer]:
         return frozenset(self.model.armed)
+
+    def observation(self) -> Observation:
+        """The run so far: phase, app state and network over time, every timer armed, and the
+        notifications (read-only; observe.py)."""
+        return self._record.observation(self.now, self.notifications)
+
+    def _observe(self) -> None:
+        m = self.model
+        self._record.state(self.now, m.phase, m.app, m.network)
 
     # --- App calls ----------------------------------------------------------------------------
     def login(self, uid: str) -> None:
@@ -205,6 +217,7 @@ class Simulation:
         self.server.sockets.clear()
         self.server.silent.clear()
         self._timers.clear()
+        self._record.discard_all(self.now)
         self._queue.clear()  # timers and in-flight answers belonged to the dead process
         fired = self.model.fired
         self.model = self._new_model()
@@ -284,6 +297,7 @@ class Simulation:
     def _feed(self, event: Event) -> None:
         for effect in self.model.handle(event):
             self._carry_out(effect)
+        self._observe()
 
     def _schedule(self, delay_us: int, what: object) -> int:
         seq = next(self._seq)
@@ -307,8 +321,11 @@ class Simulation:
                     self.server.pings += 1
             case StartTimer(timer=timer, delay=delay):
                 self._timers[timer] = self._schedule(round(delay * US), timer)
+                retry = self.model.retries - 1 if timer is Timer.RETRY else None  # counted when drawn
+                self._record.armed(self.now, timer, delay, retry)
             case CancelTimer(timer=timer):
                 self._timers.pop(timer, None)
+                self._record.ended(self.now, timer, CANCELLED)
             case Notify(name=name, error=error):
                 self.notifications.append((self.now, name))
                 if error is not None:
@@ -325,6 +342,7 @@ class Simulation:
         if isinstance(what, Timer):
             if self._timers.get(what) == due.seq:
                 del self._timers[what]
+                self._record.ended(self.now, what, FIRED)
                 self._feed(TimerFired(what))
             return
         assert isinstance(what, tuple)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm import diagram, places
+from cometchat_fsm import diagram, diagram_views, places, views
 from cometchat_fsm.cli import main
 from cometchat_fsm.lifecycle import TABLE, row
 from cometchat_fsm.states import STATUS_OF_PHASE, Phase
@@ -42,10 +42,15 @@ def test_cli_check_fails_on_a_modified_mermaid_file(tmp_path: Path, capsys: Caps
 
 
 def test_write_then_check_in_an_empty_directory(tmp_path: Path) -> None:
-    assert diagram.check_diagrams(tmp_path) == {
-        diagram.MERMAID_NAME: "missing", diagram.DOT_NAME: "missing", diagram.SVG_NAME: "missing"}
+    stems = [stem for stem, _, _ in diagram.sources()]
+    assert stems[0] == "lifecycle" and set(stems[1:]) == {"overview", "login", "background", "retries",
+                                                          "throttling"}
+    names = [f"{stem}.{ext}" for stem in stems for ext in ("mmd", "dot", "svg")
+             if ext != "mmd" or stem in ("lifecycle", "overview")]  # details: no Mermaid
+    missing = {**dict.fromkeys(names, "missing"), diagram.DETAILS_NAME: "missing"}
+    assert diagram.check_diagrams(tmp_path) == missing
     paths = diagram.write_diagrams(tmp_path)
-    assert [p.name for p in paths] == [diagram.MERMAID_NAME, diagram.DOT_NAME, diagram.SVG_NAME]
+    assert [p.name for p in paths] == [*names, diagram.DETAILS_NAME]
     assert diagram.check_diagrams(tmp_path) == {}
     svg = (tmp_path / diagram.SVG_NAME).read_text(encoding="utf-8")
     assert svg.startswith("<?xml")
@@ -126,7 +131,7 @@ def test_readme_section(tmp_path: Path) -> None:
     assert not diagram.readme_is_stale(readme)
     text = readme.read_text(encoding="utf-8")
     assert text.startswith("# x\n") and text.endswith(f"{diagram.README_END}\nafter\n")
-    assert f"```mermaid\n{diagram.mermaid()}```\n" in text
+    assert f"```mermaid\n{diagram_views.mermaid(views.OVERVIEW)}```\n" in text
     assert not diagram.update_readme(readme)  # already fresh: not rewritten
 
 

@@ -93,7 +93,7 @@ def expect_in(out: str, text: str, what: str) -> None:
         raise Failed(f"{what}: expected {text!r} in the output:\n{out}")
 
 
-def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool) -> None:
+def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool, plot: bool = False) -> None:
     """Every command from `work` (a temporary directory); raises Failed at the first problem."""
     cli = bin_dir / "cometchat-fsm"
     step = Steps()
@@ -104,6 +104,11 @@ def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool) -> None:
     with step("simulate (the README's script)"):
         expect_in(run([cli, "simulate", "--manual", simulate_script()], cwd=work, env=env),
                   "on_disconnected", "simulate")
+    if not plot:
+        with step("simulate --plot without matplotlib: one line, exit 2"):
+            out = run([cli, "simulate", "login alice", "--plot", work / "run.png"], cwd=work, env=env,
+                      expect=2)
+            expect_in(out, "pip install 'cometchat-fsm[plot]'", "simulate --plot without the plot extra")
     with step("diagram, diagram --dir, diagram --check"):
         out = run([cli, "diagram"], cwd=work, env=env)
         for name in ("lifecycle.mmd", "lifecycle.dot", *(("lifecycle.svg",) if svg else ())):
@@ -178,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         before = tree(packages / "cometchat_fsm")
         work = top / "work"
         work.mkdir()
-        commands(bin_dir, work, env, svg="svg" in args.extras or "all" in args.extras)
+        commands(bin_dir, work, env, svg="svg" in args.extras or "all" in args.extras,
+                 plot="plot" in args.extras or "all" in args.extras)
         added = tree(packages / "cometchat_fsm") - before
         if added:
             raise Failed(f"commands wrote into site-packages: {sorted(added)}")
