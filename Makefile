@@ -19,6 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict cometchat_fsm
+	sh tools/ensure_chromium.sh
 	$(BIN)/pytest
 	$(BIN)/python tools/check_wheel.py
 
