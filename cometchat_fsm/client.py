@@ -904,7 +904,8 @@ class Client:
         user, token = self._model.user, self._token
         place_id = self._before_unread if self._reading and self._unread > 0 else self._last_id
         if user is not None and token is not None and place_id is not None \
-                and self._model.phase is not Phase.LOGGING_IN:
+                and self._model.phase is not Phase.LOGGING_IN \
+                and not self._model.credentials_rejected():  # D16: a rejected session stays deleted
             place = StoredSession(user, token, place_id)
             self._store_quietly(lambda: self._store.save(self.app_id, place))
         self._closed = True

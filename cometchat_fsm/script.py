@@ -57,6 +57,8 @@ WORDS: tuple[Word, ...] = (
     Word("throttle", ("server_throttle",), "flag", "the server throttles (on) or lifts it (off)"),
     Word("latency", ("server_latency",), "seconds", "the server's answer delay"),
     Word("overload", ("server_overloaded",), "seconds|off", "refuse new sockets with a retry-after hint"),
+    Word("flap", ("server_flap",), "seconds|off", "drop each socket SECONDS after accepting it (D14)"),
+    Word("refuse", ("server_refuse_login",), "flag", "the server refuses (on) or accepts (off) logins"),
 )
 _BY_NAME = {alias: w for w in WORDS for alias in (w.name, *w.aliases)}
 ACCEPTED = ", ".join(w.name for w in WORDS)
@@ -144,6 +146,8 @@ def apply(sim: Simulation, step: Step) -> str | None:
         "throttle": lambda: sim.server_throttle(bool(step.arg)),
         "latency": lambda: sim.server_latency(float(step.arg or 0.0)),
         "overload": lambda: sim.server_overloaded(None if step.arg is None else float(step.arg)),
+        "flap": lambda: sim.server_flap(None if step.arg is None else float(step.arg)),
+        "refuse": lambda: sim.server_refuse_login(bool(step.arg)),
     }
     result = actions[step.word]()
     return result if isinstance(result, str) else None

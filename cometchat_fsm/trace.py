@@ -35,6 +35,8 @@ INPUTS: dict[str, dict[str, tuple[type, ...]]] = {
     "server_throttle": {"flag": (bool,)},
     "server_latency": {"seconds": (int, float)},
     "server_overloaded": {"retry_after": (int, float, type(None))},
+    "server_flap": {"seconds": (int, float, type(None))},
+    "server_refuse_login": {"flag": (bool,)},
 }
 STATUSES = ("connecting", "connected", "disconnected", "featureThrottled")
 NOTIFICATIONS = ("on_connecting", "on_connected", "on_disconnected", "on_feature_throttled",

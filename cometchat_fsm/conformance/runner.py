@@ -34,6 +34,9 @@ INVARIANT_RULES: dict[str, tuple[str, ...]] = {
     "no notification for a same-status change": ("D11",),
     "on_connection_error carries its error": ("D11", "D5"),
     "a refused call changes nothing": ("E1", "D3"),
+    "no socket is opened while credentials are rejected": ("D16",),
+    "the retry count never resets before a connection has held for stable_after": ("D14",),
+    "exhausting the attempts ends in disconnected with exactly one on_connection_error": ("D15",),
 }
 
 

@@ -32,11 +32,12 @@ INPUT_OF_WORD: dict[str, tuple[str, str | None]] = {
     "drop": ("server_drop", None), "silent": ("server_silent", None),
     "reject": ("server_reject_auth", "flag"), "throttle": ("server_throttle", "flag"),
     "latency": ("server_latency", "seconds"), "overload": ("server_overloaded", "retry_after"),
+    "flap": ("server_flap", "seconds"), "refuse": ("server_refuse_login", "flag"),
 }
 WALK_WORDS = ("login alice", "login bob", "logout", "connect", "disconnect", "ping", "background",
               "foreground", "offline", "online", "restart", "drop", "silent", "reject on", "reject off",
-              "throttle on", "throttle off", "overload 5", "overload off", "wait 0.5", "wait 3",
-              "wait 10", "wait 15", "wait 18", "wait 30", "wait 31")
+              "throttle on", "throttle off", "overload 5", "overload off", "flap 1", "flap off",
+              "wait 0.5", "wait 3", "wait 10", "wait 15", "wait 18", "wait 30", "wait 31")
 
 
 @dataclass
