@@ -227,3 +227,18 @@ def test_d18_a_huge_hint_is_retried_within_300_s_plus_one_backoff_step() -> None
         run(sim, parse("login alice; overload 1000000; drop; wait 1; overload off"))
         sim.advance(300)
         assert sim.status.value == "connected", seed
+
+
+# --- The Simulation's new server faults, as simulate words -------------------------------------------
+
+def test_flap_and_refuse_are_simulate_words() -> None:
+    steps = parse("flap 0.05; flap off; refuse on; refuse off")
+    assert [str(s) for s in steps] == ["flap 0.05", "flap off", "refuse on", "refuse off"]
+
+
+def test_a_refused_login_leaves_the_user_logged_out_and_opens_nothing() -> None:
+    sim = Simulation(AUTO)
+    run(sim, parse("refuse on; login alice; wait 5"))
+    assert sim.logged_in_user is None and sim.stored_user is None and sim.open_sockets == 0
+    run(sim, parse("refuse off; login alice"))
+    assert sim.status.value == "connected" and sim.stored_user == "alice"
