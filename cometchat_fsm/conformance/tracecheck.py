@@ -59,6 +59,10 @@ class _Checker:
     def __init__(self, trace: Trace, specs: Specs, tolerance: float) -> None:
         self.oracle = Oracle(specs, auto=trace.mode == "auto", draw=lambda: LARGEST_DRAW,
                              max_reconnect_attempts=trace.settings.get("max_reconnect_attempts"))
+        if "stable_after" in trace.settings:  # D14
+            self.oracle.stable_us = round(float(trace.settings["stable_after"]) * US)
+        if "max_retry_after" in trace.settings:  # D18
+            self.oracle.max_retry_after = float(trace.settings["max_retry_after"])
         self.tol = round(tolerance * US)
         self.origin = trace.items[0].t if trace.items else 0.0
         self.matched = 0  # expected notifications matched so far
