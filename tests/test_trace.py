@@ -148,6 +148,8 @@ def _shift(item: Input | Status | Notify, by: float) -> Input | Status | Notify:
     ('{"mode": "auto"}\n{"t": 1, "input": "login"}', 2, "takes args"),
     ('{"mode": "auto"}\n{"t": 1, "status": "sleepy"}', 2, "status"),
     ('{"mode": "auto"}\nnot json', 2, "not JSON"),
+    ('{"mode": "auto", "settings": {"stable_after": 0}}', 1, "stable_after"),
+    ('{"mode": "auto", "settings": {"max_retry_after": "long"}}', 1, "max_retry_after"),
 ])
 def test_a_malformed_trace_names_the_line_and_the_problem(text: str, line: int, what: str) -> None:
     with pytest.raises(TraceError) as info:
