@@ -59,6 +59,7 @@ from .events import (
     NetworkRestored,
     Ping,
     PongReceived,
+    SessionRenewed,
     SessionRestored,
     SocketClosed,
     ThrottleLifted,
@@ -428,7 +429,8 @@ class Client:
         if self._verifying:
             raise errors.LOGIN_IN_PROGRESS.exception()
         request = {"type": "login", "uid": uid, "auth_key": auth_key}
-        if self._model.user == uid and self._model.phase is not Phase.LOGGING_IN:
+        if self._model.user == uid and self._model.phase is not Phase.LOGGING_IN \
+                and not self._model.credentials_rejected():
             self._call("login", Login(uid), uid=uid)  # D10: same user, no new socket
             return await self._renew(uid, request)
         # Raises ERR_LOGIN_IN_PROGRESS (D10); logs a different user out first.
@@ -466,10 +468,9 @@ class Client:
         return User(uid)
 
     def _keep_token(self, uid: str, fresh: str) -> None:
-        """The fresh token of a renewed login, stored with the place where the user is (D13)."""
+        """The fresh token of a renewed login (D16): the core stores it with the user's place."""
         self._token = fresh
-        place = StoredSession(uid, fresh, self._last_id)
-        self._store_quietly(lambda: self._store.save(self.app_id, place))
+        self._apply(SessionRenewed())
 
     async def _login_with_token(self, token: str) -> User:
         if self._verifying or self._model.phase is Phase.LOGGING_IN:
@@ -483,7 +484,7 @@ class Client:
             self._verifying = False
         if self._logins != mine:
             raise errors.LOGIN_CANCELLED.exception()
-        if self._model.user == uid:
+        if self._model.user == uid and not self._model.credentials_rejected():
             self._call("login", Login(uid), uid=uid)  # D10: same user, no new socket
             self._keep_token(uid, fresh)
             return User(uid)
@@ -937,7 +938,8 @@ class Client:
         user, token = self._model.user, self._token
         place_id = self._before_unread if self._reading and self._unread > 0 else self._last_id
         if user is not None and token is not None and place_id is not None \
-                and self._model.phase is not Phase.LOGGING_IN:
+                and self._model.phase is not Phase.LOGGING_IN \
+                and not self._model.credentials_rejected():  # D16: a rejected session stays deleted
             place = StoredSession(user, token, place_id)
             self._store_quietly(lambda: self._store.save(self.app_id, place))
         self._closed = True

@@ -567,6 +567,9 @@ class Demo:
                               why=f"{rule}: the first retry waits U[0, {base:g} s]")
             self.sequence(actor, mark, ["on_disconnected", "on_connecting", "on_connected"], "D6b")
 
+        # D14: the retry count starts over only once a connection has held for stable_after.
+        await self.hold(b, CONNECTED, b.settings.stable_after + SLACK,
+                        why="D14: a connection that held starts the backoff over")
         self.note("net", "bob's link to the server fails", "proxy offline; the phone does not notice")
         mark, first = len(b.notified), len(b.attempts)
         net_b.go_offline()
@@ -609,7 +612,7 @@ class Demo:
 
     async def throttle_and_reject(self) -> None:
         a, b = self.alice, self.bob
-        self.t.section("7. Throttling (D12) and a rejected authentication, reported and not retried (D5)")
+        self.t.section("7. Throttling (D12) and a rejected authentication, not retried, not reused (D5, D16)")
         self.note("server", "throttle(alice, True)")
         self.server.throttle("alice", True)
         await self.expect(a, THROTTLED, within=QUICK, why="D12")
@@ -630,8 +633,13 @@ class Demo:
                    "1 auth rejected", f"{self.server.stats.auths_rejected - rejected} auths rejected")
         self.note("server", "reject_auth(False)")
         self.server.reject_auth(False)
+        self.check(b, SessionStore(b.store).load(APP_ID) is None, "rejected session deleted", "D16",
+                   "the rejected session is still stored")
+        await b.call_fails("connect()", b.client.connect, code="ERR_AUTH_REJECTED", rule="D16")
+        # The same user logs in again: the server gives fresh credentials (D16).
+        await b.call('login("bob")', lambda: b.client.login("bob", auth_key=self.server.auth_key), rule="D16")
         b.asked = True
-        await b.call("connect()", b.client.connect, rule="D5")
+        await b.call("connect()", b.client.connect, rule="D16")
 
     async def restart(self) -> None:
         a, b = self.alice, self.bob

@@ -233,6 +233,10 @@ def _node(p: Phase, internal: list[str]) -> str:
             f' fontcolor="{style.text}"];')
 
 
+def _anchor(g: Group) -> str:
+    return f"from_{g.name}"
+
+
 def _clusters(states: tuple[Phase, ...], layout: _Layout, depth: int = 1,
               within: Group | None = None) -> list[str]:
     """Nested `subgraph cluster_*` blocks holding the phases; each phase sits in its innermost group."""
@@ -242,10 +246,15 @@ def _clusters(states: tuple[Phase, ...], layout: _Layout, depth: int = 1,
     covered = frozenset().union(*(g.members for g in direct))
     out: list[str] = []
     for g in direct:
-        title = [g.label, *(f"- {line}" for line in layout.internal.get(g, []))]
         out.append(f"{pad}subgraph cluster_{g.name} {{")
-        out.append(f'{pad}    label={_quote(*title, end=LEFT)}; style="rounded,dashed"; color="#9aa0a6";'
+        out.append(f'{pad}    label={_quote(g.label, end=LEFT)}; style="rounded,dashed"; color="#9aa0a6";'
                    ' fontcolor="#5f6368"; fontsize=10;')
+        rows = layout.internal.get(g, [])
+        if rows:  # a node of their own: Graphviz keeps edge labels off nodes, not off cluster titles
+            out.append(f'{pad}    internal_{g.name} [shape=plain, style="", fontsize=9, fontcolor="#5f6368",'
+                       f' label={_quote(*(f"- {line}" for line in rows), end=LEFT)}];')
+        if any(tail is g for tail, _, _ in layout.arrows):  # where the box's own arrows start
+            out.append(f'{pad}    {_anchor(g)} [shape=point, style=invis, width=0.01, label=""];')
         out += _clusters(states, layout, depth + 1, g)
         out.append(f"{pad}}}")
     mine = within.members if within is not None else frozenset(states)
@@ -276,12 +285,12 @@ def dot(table: Sequence[Row] = TABLE) -> str:
     ]
     for tail, dest, lines in layout.arrows:
         attrs = [f"label={_quote(*lines, end=LEFT)}"]
-        if isinstance(tail, Group):
-            attrs.append(f"ltail=cluster_{tail.name}")
-            source = next(p for p in states if p in tail.members)
+        if isinstance(tail, Group):  # from a point of the box's own: a label placed for an arrow
+            attrs.append(f"ltail=cluster_{tail.name}")  # from a member would land on that arrow's
+            source = _anchor(tail)
         else:
-            source = tail
-        out.append(f"    {source.value} -> {dest.value} [{', '.join(attrs)}];")
+            source = tail.value
+        out.append(f"    {source} -> {dest.value} [{', '.join(attrs)}];")
     out.append("}")
     return "\n".join(out) + "\n"
 

@@ -154,7 +154,7 @@ def dot(view: View) -> str:
     out = [
         f"// {BANNER}",
         f"digraph {view.name} {{",
-        '    graph [rankdir=TB, newrank=true, compound=true, fontname="Helvetica", fontsize=11, nodesep=0.25,'
+        '    graph [rankdir=TB, newrank=true, compound=true, fontname="Helvetica", fontsize=11, nodesep=0.35,'
         f" ranksep=0.3, labelloc=t, labeljust=l, label={_quote(*caption, end=LEFT)}, pad=0.2];",
         # Label nodes by default; state nodes spell out their boxed, filled look (_relabel).
         '    node [shape=plaintext, fontname="Helvetica", fontsize=10, fontcolor="#303030",'

@@ -93,29 +93,57 @@ CONNECT_IN_BACKGROUND = ErrorSpec(
     "Connect when the app returns to the foreground, or use manual mode "
     "(auto_establish_socket_connection=False) to keep a background connection.",
 )
-# D5: the server refused the socket's authentication.
+# D5, D16: the server refused the socket's authentication; connect() with those credentials.
 AUTH_REJECTED = ErrorSpec(
     "ERR_AUTH_REJECTED",
     "The server rejected the connection's authentication.",
     "Log in again to get a valid session; the client does not retry a rejected token.",
 )
-# D6: the reconnection attempts ran out (only with max_reconnect_attempts set).
+# D15: the reconnection attempts ran out (only with max_reconnect_attempts set).
 RETRIES_EXHAUSTED = ErrorSpec(
     "ERR_RECONNECT_ATTEMPTS_EXHAUSTED",
     "The connection could not be re-established.",
     "The configured maximum number of reconnection attempts was reached; call connect() to try again.",
 )
-# An attempt ended without a connection (socket refused, closed, or timed out).
-ATTEMPT_FAILED = ErrorSpec(
+# An attempt ended without a connection (socket refused, closed, or timed out). The details say
+# what the client does next (D15: never a retry it will not make), one text per case.
+ATTEMPT_FAILED = ErrorSpec(  # foreground, attempts left: a retry is scheduled (D6)
     "ERR_WEBSOCKET_CONNECTION_FAILED",
     "The WebSocket connection attempt failed.",
-    "The client keeps retrying in the foreground; listen for on_connected.",
+    "The client retries by itself; listen for on_connected.",
 )
-# An attempt cancelled by the app (disconnect, logout, background in manual mode).
-ATTEMPT_CANCELLED = ErrorSpec(
+ATTEMPT_FAILED_GAVE_UP = ErrorSpec(  # foreground, the maximum number of attempts used up (D15)
+    ATTEMPT_FAILED.code,
+    ATTEMPT_FAILED.message,
+    "The maximum number of reconnection attempts is used up, so the client does not retry; "
+    "call connect() to try again.",
+)
+ATTEMPT_FAILED_IN_BACKGROUND = ErrorSpec(  # manual mode in the background: no retry (M5)
+    ATTEMPT_FAILED.code,
+    ATTEMPT_FAILED.message,
+    "The client does not retry while the app is in the background; call connect() again.",
+)
+# An attempt ended before its outcome, because of a call or a signal; again one text per case.
+ATTEMPT_CANCELLED = ErrorSpec(  # disconnect() or logout() (D1, D9)
     "ERR_WEBSOCKET_CONNECTION_CANCELLED",
     "The WebSocket connection attempt was cancelled.",
-    "disconnect(), logout() or leaving the foreground ended the attempt; call connect() again.",
+    "disconnect() or logout() ended the attempt; call connect() again (after login() if logged out).",
+)
+ATTEMPT_CANCELLED_OFFLINE = ErrorSpec(  # the network was lost in the foreground (D6a)
+    ATTEMPT_CANCELLED.code,
+    ATTEMPT_CANCELLED.message,
+    "The network went offline; the client connects by itself when the platform reports it back.",
+)
+ATTEMPT_CANCELLED_AUTO_BACKGROUND = ErrorSpec(  # auto mode left the foreground (A2)
+    ATTEMPT_CANCELLED.code,
+    ATTEMPT_CANCELLED.message,
+    "Auto mode keeps no connection in the background; the client connects again when the app "
+    "returns to the foreground.",
+)
+ATTEMPT_CANCELLED_MANUAL_BACKGROUND = ErrorSpec(  # manual mode in the background (D8, M2, M5)
+    ATTEMPT_CANCELLED.code,
+    ATTEMPT_CANCELLED.message,
+    "The app is in the background, where the client does not connect by itself; call connect() again.",
 )
 # The live client (open_client).
 CONNECT_OFFLINE = ErrorSpec(

@@ -21,6 +21,7 @@ class Timer(enum.Enum):
     KEEPALIVE = "keepalive"  # next keep-alive (D7)
     PONG = "pong"  # answer to the last keep-alive overdue (D7)
     ATTEMPT = "attempt"  # connection attempt unanswered (P2)
+    STABLE = "stable"  # the connection has held long enough to reset the retry count (D14)
 
 
 # App calls.
@@ -37,6 +38,12 @@ class LoginVerified:
 @dataclass(frozen=True, slots=True)
 class LoginFailed:
     error: CometChatException
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRenewed:
+    """The server verified a login of the user already logged in and issued a fresh session
+    (D16); the driver has the new credentials at hand, the core only has them stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +136,8 @@ class TimerFired:
 
 
 Event = (
-    Login | LoginVerified | LoginFailed | SessionRestored | Logout | Connect | Disconnect | Ping
-    | EnterBackground | EnterForeground | NetworkLost | NetworkRestored
+    Login | LoginVerified | LoginFailed | SessionRenewed | SessionRestored | Logout | Connect | Disconnect
+    | Ping    | EnterBackground | EnterForeground | NetworkLost | NetworkRestored
     | AuthAccepted | AuthRejected | SocketClosed | PongReceived | ThrottleStarted | ThrottleLifted
     | TimerFired
 )

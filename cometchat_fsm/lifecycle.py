@@ -11,8 +11,9 @@ Status notifications are not in the table. The status is a function of the phase
 (D11), so no row can forget or duplicate one.
 
 Conditions: `auto` / `manual` (the mode), `foreground` / `background` (app state),
-`network_up` (platform says online), `retries_left` (D6's optional maximum).
-A condition written `"not x"` holds when `x` does not.
+`network_up` (platform says online), `retries_left` (D6's optional maximum, D15),
+`credentials_rejected` (the server rejected this login's authentication, D16).
+A condition written `"not x"` (`~x` in `row`) holds when `x` does not.
 
 Rule IDs are those of specs/rules.toml (docs/rules.md lists each rule and where it is checked);
 P1 and P2 are this project's own decisions.
@@ -43,6 +44,7 @@ from .events import (
     NetworkRestored,
     Ping,
     PongReceived,
+    SessionRenewed,
     SessionRestored,
     SocketClosed,
     ThrottleLifted,
@@ -90,16 +92,22 @@ def row(trigger: str, source: Phase | Sequence[Phase], dest: Phase | None, *, wh
 
 # Actions shared by every way of ending a connection for good (until the app asks again).
 SETTLE = "close_socket cancel_timers reset_retries"
+# A retry after an unintended end: the server's retry-after hint, bounded (D18), then backoff (D6).
+RETRY = "bound_retry_after schedule_retry"
 
 TABLE: tuple[Row, ...] = (
     # --- Login and init -----------------------------------------------------------------------
     row("login_started", P.LOGGED_OUT, P.LOGGING_IN, do="remember_login", rules="L1 D10"),
+    row("login_started", P.IDLE, P.LOGGING_IN, when="credentials_rejected",
+        do="forget_user remember_login", rules="D16"),  # the same user after a rejection
     row("login_verified", P.LOGGING_IN, P.CONNECTING, when="auto foreground network_up",
         do="adopt_user store_session open_socket", rules="L1 A1"),
     row("login_verified", P.LOGGING_IN, P.OFFLINE, when="auto foreground",
         do="adopt_user store_session", rules="L1 D6"),
     row("login_verified", P.LOGGING_IN, P.IDLE, do="adopt_user store_session", rules="L1 M1 A2"),
     row("login_failed", P.LOGGING_IN, P.LOGGED_OUT, do="forget_user", rules="D10"),
+    row("session_renewed", ANY_LOGGED_IN, None, when="~credentials_rejected", do="store_session",
+        rules="D16 D10"),
     row("session_restored", P.LOGGED_OUT, P.CONNECTING, when="auto foreground network_up",
         do="adopt_user open_socket", rules="L2 A1"),
     row("session_restored", P.LOGGED_OUT, P.OFFLINE, when="auto foreground",
@@ -125,9 +133,10 @@ TABLE: tuple[Row, ...] = (
     row("went_background", WANTING, P.IDLE, when="auto", do=SETTLE, rules="A2"),
     row("went_background", CONNECTED, None, do="arm_window", rules="M2 D2"),
     row("went_background", NOT_LIVE_WANTING, P.IDLE, do=SETTLE, rules="D8"),
-    row("went_foreground", P.IDLE, P.CONNECTING, when="auto network_up", do="open_socket",
-        rules="A1 D1 D6"),
-    row("went_foreground", P.IDLE, P.OFFLINE, when="auto", rules="A1 D6"),
+    row("went_foreground", P.IDLE, P.CONNECTING, when="auto ~credentials_rejected network_up",
+        do="open_socket", rules="A1 D1 D6"),
+    row("went_foreground", P.IDLE, P.OFFLINE, when="auto ~credentials_rejected", rules="A1 D6"),
+    # auto mode with rejected credentials: no socket until a new login (D16).
     row("went_foreground", WANTING, None, when="manual", do="cancel_window", rules="D2"),
     # manual mode, idle, back in the foreground: stays disconnected (M5).
     row("network_lost", SOCKET, P.OFFLINE, when="foreground",
@@ -136,14 +145,19 @@ TABLE: tuple[Row, ...] = (
     row("network_lost", WAITING, P.OFFLINE, do="cancel_retry", rules="D6 D6b"),
     row("network_restored", P.OFFLINE, P.CONNECTING, do="open_socket", rules="D6a"),
     # --- Server and socket outcomes (only of the current socket) ------------------------------
+    # The retry count starts over only once the connection has held (D14), not on acceptance.
     row("auth_accepted", P.CONNECTING, P.CONNECTED,
-        do="succeed_attempt reset_retries arm_keepalive", rules="D5 D6"),
-    row("auth_rejected", P.CONNECTING, P.IDLE, do=f"reject_attempt {SETTLE}", rules="D5"),
+        do="succeed_attempt arm_stable arm_keepalive", rules="D5 D6 D14"),
+    row("auth_rejected", P.CONNECTING, P.IDLE,
+        do=f"reject_attempt {SETTLE} reject_credentials", rules="D5 D16"),
     row("socket_closed", P.CONNECTING, P.RETRY_WAIT, when="foreground retries_left",
-        do="fail_attempt close_socket schedule_retry", rules="D6 D6b"),
+        do=f"fail_attempt close_socket {RETRY}", rules="D6 D6b D18"),
+    row("socket_closed", P.CONNECTING, P.IDLE, when="foreground",
+        do=f"fail_attempt give_up {SETTLE}", rules="D15"),
     row("socket_closed", P.CONNECTING, P.IDLE, do=f"fail_attempt {SETTLE}", rules="M5 D6"),
     row("socket_closed", CONNECTED, P.RECONNECT_WAIT, when="foreground retries_left",
-        do="close_socket cancel_socket_timers schedule_retry", rules="A3 M4 D6 D6b D12"),
+        do=f"close_socket cancel_socket_timers {RETRY}", rules="A3 M4 D6 D6b D12 D18"),
+    row("socket_closed", CONNECTED, P.IDLE, when="foreground", do=f"give_up {SETTLE}", rules="D15 D12"),
     row("socket_closed", CONNECTED, P.IDLE, do=SETTLE, rules="M5 D12"),
     row("throttle_started", P.CONNECTED, P.THROTTLED, rules="D12"),
     row("throttle_lifted", P.THROTTLED, P.CONNECTED, rules="D12"),
@@ -152,11 +166,15 @@ TABLE: tuple[Row, ...] = (
     row("window_expired", WANTING, P.IDLE, do=SETTLE, rules="M2 M5 D2"),
     row("retry_due", WAITING, P.CONNECTING, do="open_socket", rules="D6 D6b"),
     row("keepalive_due", CONNECTED, None, do="send_keepalive", rules="D7"),
+    row("connection_stable", CONNECTED, None, do="reset_retries", rules="D14"),
     row("pong_overdue", CONNECTED, P.RECONNECT_WAIT, when="foreground retries_left",
         do="close_socket cancel_socket_timers schedule_retry", rules="D7 A3 M4 D6b"),
+    row("pong_overdue", CONNECTED, P.IDLE, when="foreground", do=f"give_up {SETTLE}", rules="D15 D7"),
     row("pong_overdue", CONNECTED, P.IDLE, do=SETTLE, rules="D7 M5"),
     row("attempt_timed_out", P.CONNECTING, P.RETRY_WAIT, when="foreground retries_left",
         do="fail_attempt close_socket schedule_retry", rules="P2 D6b"),
+    row("attempt_timed_out", P.CONNECTING, P.IDLE, when="foreground",
+        do=f"fail_attempt give_up {SETTLE}", rules="D15 P2"),
     row("attempt_timed_out", P.CONNECTING, P.IDLE, do=f"fail_attempt {SETTLE}", rules="P2 M5"),
 )
 
@@ -177,6 +195,7 @@ TIMER_TRIGGERS: dict[Timer, str] = {
     Timer.KEEPALIVE: "keepalive_due",
     Timer.PONG: "pong_overdue",
     Timer.ATTEMPT: "attempt_timed_out",
+    Timer.STABLE: "connection_stable",
 }
 
 
@@ -228,9 +247,11 @@ def _login(m: ClientModel, e: Event) -> tuple[str, ...]:
     assert isinstance(e, Login)
     if m.phase is P.LOGGING_IN:
         raise errors.LOGIN_IN_PROGRESS.exception(f"a login of {m.pending_user!r} is in flight")
-    if m.user == e.uid:
-        return ()  # D10: same user, no new socket
+    if m.user == e.uid and not m.credentials_rejected():
+        return ()  # D10: same user, no new socket (the driver may renew the session: D16)
     m.requested_user = e.uid
+    if m.user == e.uid:
+        return ("login_started",)  # D16: the same user after a rejection, verified afresh
     if m.user is not None:
         return ("logout_called", "login_started")  # D10: a different user logs the first out
     return ("login_started",)
@@ -260,6 +281,8 @@ def _needs_user(spec: errors.ErrorSpec, trigger: str) -> Route:
 def _connect(m: ClientModel, e: Event) -> tuple[str, ...]:
     if m.user is None:
         raise errors.CONNECT_NOT_LOGGED_IN.exception()  # E1
+    if m.credentials_rejected():
+        raise errors.AUTH_REJECTED.exception("connect() with credentials the server rejected")  # D16
     if m.auto() and m.background():
         raise errors.CONNECT_IN_BACKGROUND.exception()  # P1
     return ("connect_called",)
@@ -320,6 +343,7 @@ ROUTES: dict[type, Route] = {
     Login: _login,
     LoginVerified: _simple("login_verified"),
     LoginFailed: _login_failed,
+    SessionRenewed: _simple("session_renewed"),
     SessionRestored: _session_restored,
     Logout: _simple("logout_called"),
     Connect: _connect,

@@ -43,7 +43,7 @@ from .states import (
 
 _TIMER_ORDER = tuple(Timer)
 _NOTIFY = {status: Notify(name) for status, name in NOTIFICATION_OF_STATUS.items()}
-_SOCKET_TIMERS = (Timer.KEEPALIVE, Timer.PONG, Timer.ATTEMPT)
+_SOCKET_TIMERS = (Timer.KEEPALIVE, Timer.PONG, Timer.ATTEMPT, Timer.STABLE)
 
 
 class ClientModel:
@@ -64,6 +64,8 @@ class ClientModel:
         self.sockets_opened = 0
         self.armed: set[Timer] = set()
         self.retries = 0
+        #: The server rejected this login's credentials (D16): no socket until a new login.
+        self.rejected = False
         self.retry_after: float | None = None
         self.error: CometChatException | None = None
         # The process-wide source by default: a Random per client would be 85% of its memory.
@@ -129,15 +131,25 @@ class ClientModel:
         limit = self.settings.max_reconnect_attempts
         return limit is None or self.retries < limit
 
+    def credentials_rejected(self) -> bool:
+        return self.rejected
+
     # --- Actions: login -----------------------------------------------------------------------
     def remember_login(self) -> None:
         self.pending_user, self.requested_user = self.requested_user, None
 
     def adopt_user(self) -> None:
         self.user, self.pending_user = self.pending_user, None
+        self.rejected = False
 
     def forget_user(self) -> None:
         self.user = self.pending_user = None
+        self.rejected = False
+
+    def reject_credentials(self) -> None:
+        """D16: the user stays signed in, but the stored session goes and no socket opens with it."""
+        self.rejected = True
+        self.outbox.append(DeleteSession())
 
     def store_session(self) -> None:
         assert self.user is not None
@@ -157,7 +169,7 @@ class ClientModel:
     def close_socket(self) -> None:
         if Timer.ATTEMPT in self.armed:  # closing mid-attempt cancels that attempt
             self._cancel(Timer.ATTEMPT)
-            self.outbox.append(AttemptEnded(errors.ATTEMPT_CANCELLED.exception()))
+            self.outbox.append(AttemptEnded(self._cancellation().exception()))
         if self.socket is not None:
             self.outbox.append(CloseSocket(self.socket))
             self.socket = None
@@ -168,7 +180,28 @@ class ClientModel:
 
     def fail_attempt(self) -> None:
         self._cancel(Timer.ATTEMPT)
-        self.outbox.append(AttemptEnded(errors.ATTEMPT_FAILED.exception()))
+        self.outbox.append(AttemptEnded(self._failure().exception()))
+
+    def give_up(self) -> None:
+        """D15: no attempt is left; said once, before the status changes (as D5's rejection)."""
+        self.outbox.append(Notify(ON_CONNECTION_ERROR, errors.RETRIES_EXHAUSTED.exception()))
+
+    # What an ended attempt's error tells the app: what the client does next (D15). Actions run
+    # after the phase has moved, so the phase is where the client went.
+    def _failure(self) -> errors.ErrorSpec:
+        if self.state is Phase.RETRY_WAIT:
+            return errors.ATTEMPT_FAILED  # a retry is scheduled
+        if self.foreground():
+            return errors.ATTEMPT_FAILED_GAVE_UP
+        return errors.ATTEMPT_FAILED_IN_BACKGROUND
+
+    def _cancellation(self) -> errors.ErrorSpec:
+        if self.state is Phase.OFFLINE:
+            return errors.ATTEMPT_CANCELLED_OFFLINE
+        if self.state is not Phase.LOGGED_OUT and self.background():
+            return errors.ATTEMPT_CANCELLED_AUTO_BACKGROUND if self.auto() \
+                else errors.ATTEMPT_CANCELLED_MANUAL_BACKGROUND
+        return errors.ATTEMPT_CANCELLED
 
     def reject_attempt(self) -> None:
         error = self.error if self.error is not None else errors.AUTH_REJECTED.exception()
@@ -198,6 +231,14 @@ class ClientModel:
 
     def arm_keepalive(self) -> None:
         self._start(Timer.KEEPALIVE, self.settings.keepalive_interval)
+
+    def arm_stable(self) -> None:
+        self._start(Timer.STABLE, self.settings.stable_after)
+
+    def bound_retry_after(self) -> None:
+        """D18: a retry-after hint is honoured up to `max_retry_after` seconds."""
+        if self.retry_after is not None:
+            self.retry_after = min(self.retry_after, self.settings.max_retry_after)
 
     def schedule_retry(self) -> None:
         s = self.settings

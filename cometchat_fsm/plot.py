@@ -29,7 +29,7 @@ SUFFIXES = (".svg", ".png")
 
 #: Lanes top to bottom. Status, app state and network are bands; timers are bars; the rest marks.
 STATE_LANES = ("status", "app", "network")
-TIMER_LANES = tuple(t.value for t in (Timer.WINDOW, Timer.RETRY, Timer.KEEPALIVE, Timer.PONG, Timer.ATTEMPT))
+TIMER_LANES = tuple(t.value for t in Timer)  # every timer of the core, in its order
 MARK_LANES = ("inputs", "faults", "notifications", "divergence")
 LANES = (*STATE_LANES, *TIMER_LANES, *MARK_LANES)
 

@@ -5,9 +5,10 @@
 It is also how the specs' examples and the shrunk counterexamples of `check` are written, so
 that any of them can be pasted into `cometchat-fsm simulate`.
 
-A number of seconds (wait, latency, overload) is from 0 to
-MAX_SECONDS (100,000 s), and the waits of a script add up to at most MAX_SECONDS, the latest
-time of a Simulation: `parse` refuses anything else with ERR_BAD_SCRIPT, before anything runs.
+A number of seconds (wait, latency, flap) is from 0 to MAX_SECONDS (100,000 s), a retry-after
+hint (overload) from 0 to MAX_HINT (1,000,000 s), and the waits of a script add up to at most
+MAX_SECONDS, the latest time of a Simulation: `parse` refuses anything else with
+ERR_BAD_SCRIPT, before anything runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .errors import CometChatException, ErrorSpec
-from .simulation import MAX_SECONDS, Simulation
+from .simulation import MAX_HINT, MAX_SECONDS, Simulation
 
 SCRIPT_ERROR = ErrorSpec(
     "ERR_BAD_SCRIPT",
@@ -61,6 +62,8 @@ WORDS: tuple[Word, ...] = (
     Word("throttle", ("server_throttle",), "flag", "the server throttles (on) or lifts it (off)"),
     Word("latency", ("server_latency",), "seconds", "the server's answer delay"),
     Word("overload", ("server_overloaded",), "seconds|off", "refuse new sockets with a retry-after hint"),
+    Word("flap", ("server_flap",), "seconds|off", "drop each socket SECONDS after accepting it (D14)"),
+    Word("refuse", ("server_refuse_login",), "flag", "the server refuses (on) or accepts (off) logins"),
 )
 _BY_NAME = {alias: w for w in WORDS for alias in (w.name, *w.aliases)}
 ACCEPTED = ", ".join(w.name for w in WORDS)
@@ -128,8 +131,9 @@ def _argument(word: Word, args: list[str]) -> str | float | bool | None:
         seconds = float(text)
     except ValueError:
         raise ScriptError(f"{word.name!r} takes a number of seconds, not {text!r}") from None
-    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
-        raise ScriptError(f"{word.name!r} takes a number of seconds from 0 to {MAX_SECONDS}, not {text!r}")
+    limit = MAX_HINT if word.name == "overload" else MAX_SECONDS
+    if not (math.isfinite(seconds) and 0 <= seconds <= limit):
+        raise ScriptError(f"{word.name!r} takes a number of seconds from 0 to {limit}, not {text!r}")
     return seconds
 
 
@@ -153,6 +157,8 @@ def apply(sim: Simulation, step: Step) -> str | None:
         "throttle": lambda: sim.server_throttle(bool(step.arg)),
         "latency": lambda: sim.server_latency(float(step.arg or 0.0)),
         "overload": lambda: sim.server_overloaded(None if step.arg is None else float(step.arg)),
+        "flap": lambda: sim.server_flap(None if step.arg is None else float(step.arg)),
+        "refuse": lambda: sim.server_refuse_login(bool(step.arg)),
     }
     result = actions[step.word]()
     return result if isinstance(result, str) else None

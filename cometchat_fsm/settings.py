@@ -36,6 +36,8 @@ class AppSettings:
     backoff_cap: float = 30.0  # D6
     max_reconnect_attempts: int | None = None  # D6: unlimited by default
     connect_timeout: float = 10.0  # P2: an attempt that gets no answer fails
+    stable_after: float = 10.0  # D14: a connection held this long resets the retry count
+    max_retry_after: float = 300.0  # D18: a server's retry-after hint is honoured up to this
 
     @property
     def mode(self) -> Mode:
@@ -53,7 +55,7 @@ def init(app_id: str, settings: AppSettings) -> str:
         if not isinstance(settings.region, str) or settings.region.strip().lower() not in REGIONS:
             problems.append(f"unknown region {settings.region!r} (known: {', '.join(sorted(REGIONS))})")
         for name in ("background_window", "keepalive_interval", "pong_timeout", "backoff_base",
-                     "backoff_cap", "connect_timeout"):
+                     "backoff_cap", "connect_timeout", "stable_after", "max_retry_after"):
             value = getattr(settings, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 problems.append(f"{name} must be a positive number of seconds, not {value!r}")

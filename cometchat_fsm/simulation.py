@@ -47,12 +47,14 @@ from .events import (
     EnterForeground,
     Event,
     Login,
+    LoginFailed,
     LoginVerified,
     Logout,
     NetworkLost,
     NetworkRestored,
     Ping,
     PongReceived,
+    SessionRenewed,
     SessionRestored,
     SocketClosed,
     ThrottleLifted,
@@ -70,19 +72,25 @@ US = 1_000_000  # microseconds per second
 #: hours, far beyond every timer of the lifecycle (the longest are the 30 s window and backoff
 #: cap). It bounds a run's work: a reconnection loop of 100,000 s takes well under a second.
 MAX_SECONDS = 100_000
+#: The largest retry-after hint a server fault may carry (seconds; as in traces). A hint is not
+#: waited out as given: max_retry_after bounds the wait (D18), so it costs no extra work.
+MAX_HINT = 1_000_000
 
 INVALID_ARGUMENT = errors.BAD_ARGUMENTS
 SUCCESS_CONNECT = "Web socket connection successful"  # E2
 SUCCESS_DISCONNECT = "Web socket disconnection successful"
 SUCCESS_PING = "ping successful"
+#: The ideal server's answer to a login it refuses (`server_refuse_login`).
+LOGIN_REFUSED = errors.ErrorSpec("ERR_AUTH_KEY_INVALID", "The auth key is not valid.",
+                                 "Check the uid and the credentials, then try again.")
 
 
-def to_us(seconds: float, what: str = "seconds") -> int:
+def to_us(seconds: float, what: str = "seconds", limit: int = MAX_SECONDS) -> int:
     """Seconds to whole microseconds; ERR_INVALID_ARGUMENT for anything but a number from 0 to
-    MAX_SECONDS."""
+    `limit` (MAX_SECONDS unless said)."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-            or not 0 <= seconds <= MAX_SECONDS:
-        raise INVALID_ARGUMENT.exception(f"{what} must be a number of seconds from 0 to {MAX_SECONDS}, "
+            or not 0 <= seconds <= limit:
+        raise INVALID_ARGUMENT.exception(f"{what} must be a number of seconds from 0 to {limit}, "
                                          f"not {seconds!r}")
     return round(seconds * US)
 
@@ -102,6 +110,8 @@ class ServerState:
     throttle: bool = False
     latency_us: int = 0
     overloaded: float | None = None  # retry-after hint sent when refusing a socket
+    flap_us: int | None = None  # drop each socket this long after accepting it (D14)
+    refuse_login: bool = False  # refuse every login (D16)
     sockets: set[int] = field(default_factory=set)  # the client's sockets open or opening
     silent: set[int] = field(default_factory=set)  # half-open: nothing more arrives from them
     pings: int = 0  # app pings received (M3)
@@ -180,6 +190,9 @@ class Simulation:
         if self.model.phase is Phase.LOGGING_IN and before is not Phase.LOGGING_IN:
             self._logins += 1  # the answer names its login, so an abandoned one verifies nothing
             self._schedule(self.server.latency_us, ("login", self._logins, uid))
+        elif self.model.user == uid and before is not Phase.LOGGING_IN:
+            # D16: the same user's credentials are verified again; D10: the socket stays.
+            self._schedule(self.server.latency_us, ("renew", self._logins, uid))
         self._settle()
 
     def logout(self) -> None:
@@ -271,10 +284,19 @@ class Simulation:
         self.server.latency_us = to_us(seconds, "latency")
 
     def server_overloaded(self, retry_after: float | None) -> None:
-        """While set, the server refuses new sockets with this retry-after hint (D6)."""
+        """While set, the server refuses new sockets with this retry-after hint (D6, D18)."""
         if retry_after is not None:
-            to_us(retry_after, "retry_after")
+            to_us(retry_after, "retry_after", MAX_HINT)
         self.server.overloaded = retry_after
+
+    def server_flap(self, seconds: float | None) -> None:
+        """From now on the server drops every socket `seconds` after accepting its
+        authentication (a flapping server, D14); None stops it (no socket is dropped since)."""
+        self.server.flap_us = None if seconds is None else to_us(seconds, "flap")
+
+    def server_refuse_login(self, flag: bool) -> None:
+        """While on, the server refuses every login (the client then stays logged out, D16)."""
+        self.server.refuse_login = self._flag(flag)
 
     # --- Machinery ----------------------------------------------------------------------------
     @staticmethod
@@ -349,7 +371,11 @@ class Simulation:
         kind, sock = what[0], what[1]  # for a login, `sock` is the login's number
         if kind == "login":
             if self.model.phase is Phase.LOGGING_IN and sock == self._logins:
-                self._feed(LoginVerified())
+                self._feed(LoginFailed(LOGIN_REFUSED.exception()) if self.server.refuse_login
+                           else LoginVerified())
+        elif kind == "renew":
+            if sock == self._logins and self.model.user == what[2] and not self.server.refuse_login:
+                self._feed(SessionRenewed())
         elif kind == "answer":
             if not self._reachable(sock):
                 return
@@ -362,6 +388,12 @@ class Simulation:
                 self._feed(AuthAccepted(sock))
                 if self.server.throttle and self.model.socket == sock:
                     self._feed(ThrottleStarted(sock))
+                if self.server.flap_us is not None:
+                    self._schedule(self.server.flap_us, ("flap", sock))
+        elif kind == "flap":
+            if self.server.flap_us is not None and sock in self.server.sockets:  # as server_drop
+                self.server.sockets.discard(sock)
+                self._feed(SocketClosed(sock))
         elif kind == "pong":
             if self._reachable(sock):
                 self._feed(PongReceived(sock))

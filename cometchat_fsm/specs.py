@@ -21,6 +21,7 @@ from typing import Any, TypeGuard
 from transitions import Machine
 
 from . import places, script
+from .effects import OpenSocket
 from .errors import CometChatException, ErrorSpec
 from .settings import AppSettings
 from .simulation import Simulation
@@ -42,7 +43,7 @@ _STATUS_VALUES = frozenset(s.value for s in ConnectionStatus)
 SETTING_FIELDS = frozenset(f.name for f in dataclasses.fields(AppSettings)) - {
     "region", "auto_establish_socket_connection"}
 CONSTANT_NAMES = ("background_window", "keepalive_interval", "pong_timeout", "backoff_base",
-                  "backoff_cap", "connect_timeout")
+                  "backoff_cap", "connect_timeout", "stable_after", "max_retry_after")
 
 
 def _bad(where: str, what: str) -> CometChatException:
@@ -67,6 +68,9 @@ class Expect:
     open_sockets: int | None = None
     stored_user: str | None = None
     logged_in: bool | None = None
+    attempt_errors: tuple[str, ...] | None = None
+    attempt_details: str | None = None
+    sockets_opened_at_most: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,8 @@ class Constants:
     backoff_base: Constant
     backoff_cap: Constant
     connect_timeout: Constant
+    stable_after: Constant
+    max_retry_after: Constant
 
     def values(self) -> dict[str, float]:
         return {name: getattr(self, name).value for name in CONSTANT_NAMES}
@@ -261,14 +267,14 @@ def _expect(where: str, data: object) -> Expect:
     t.check_keys((), _EXPECT_KEYS)
     d = t.data
     values: dict[str, Any] = {}
-    for key in ("error", "message", "details", "result", "stored_user"):
+    for key in ("error", "message", "details", "result", "stored_user", "attempt_details"):
         if key in d:
             values[key] = t.text(key)
     if "status" in d:
         values["status"] = t.text("status", choices=_STATUS_VALUES)
     if "notifications" in d:
         values["notifications"] = _strings(t.where, "notifications", d["notifications"], _NOTIFICATIONS)
-    for key in ("errors", "connection_errors"):
+    for key in ("errors", "connection_errors", "attempt_errors"):
         if key in d:
             values[key] = _strings(t.where, key, d[key])
     if "timed" in d:
@@ -280,8 +286,9 @@ def _expect(where: str, data: object) -> Expect:
                                     f"got {pair!r}")
             pairs.append((float(pair[0]), pair[1]))
         values["timed"] = tuple(pairs)
-    if "open_sockets" in d:
-        values["open_sockets"] = t.integer("open_sockets", 0)
+    for key in ("open_sockets", "sockets_opened_at_most"):
+        if key in d:
+            values[key] = t.integer(key, 0)
     if "logged_in" in d:
         if not isinstance(d["logged_in"], bool):
             raise _bad(t.where, f"'logged_in' must be true or false, not {d['logged_in']!r}")
@@ -490,6 +497,7 @@ def _run(example: Example, given_steps: list[script.Step], when_steps: list[scri
         if row.error is not None:
             problems.append(f"given step {row.step!r} raised {row.error}")
     start, seen, seen_errors = sim.now, len(sim.notifications), len(sim.errors)
+    seen_attempts, seen_effects = len(sim.attempts), len(sim.effects_log)
     if when_steps:
         rows = script.run(sim, when_steps)
         last = rows[-1]
@@ -514,6 +522,15 @@ def _run(example: Example, given_steps: list[script.Step], when_steps: list[scri
     if e.connection_errors is not None:
         _check(problems, "connection_errors", list(e.connection_errors),
                [err.code for _, err in sim.errors[seen_errors:]])
+    failed = [err for _, err in sim.attempts[seen_attempts:] if err is not None]
+    if e.attempt_errors is not None:
+        _check(problems, "attempt_errors", list(e.attempt_errors), [err.code for err in failed])
+    if e.attempt_details is not None:
+        _check(problems, "attempt_details", e.attempt_details, failed[-1].details if failed else "")
+    opened = sum(isinstance(effect, OpenSocket) for _, effect in sim.effects_log[seen_effects:])
+    if e.sockets_opened_at_most is not None and opened > e.sockets_opened_at_most:
+        problems.append(f"sockets_opened_at_most: expected at most {e.sockets_opened_at_most}, "
+                        f"{opened} were opened")
     _check(problems, "open_sockets", e.open_sockets, sim.open_sockets)
     _check(problems, "stored_user", e.stored_user, sim.stored_user or "")
     _check(problems, "logged_in", e.logged_in, sim.logged_in_user is not None)
@@ -539,7 +556,7 @@ def _check_error(problems: list[str], e: Expect, error: CometChatException | Non
 def _check_unreachable(problems: list[str], e: Expect) -> None:
     """After a failed init there is no client: any state expectation is a mistake."""
     for key in ("status", "notifications", "timed", "connection_errors", "open_sockets", "stored_user",
-                "logged_in", "errors"):
+                "logged_in", "errors", "attempt_errors", "attempt_details", "sockets_opened_at_most"):
         if getattr(e, key) is not None:
             problems.append(f"{key}: cannot be checked, init failed and there is no client")
 

@@ -36,11 +36,13 @@ INPUTS: dict[str, dict[str, tuple[type, ...]]] = {
     "server_throttle": {"flag": (bool,)},
     "server_latency": {"seconds": (int, float)},
     "server_overloaded": {"retry_after": (int, float, type(None))},
+    "server_flap": {"seconds": (int, float, type(None))},
+    "server_refuse_login": {"flag": (bool,)},
 }
 STATUSES = ("connecting", "connected", "disconnected", "featureThrottled")
 NOTIFICATIONS = ("on_connecting", "on_connected", "on_disconnected", "on_feature_throttled",
                  "on_connection_error")
-SETTINGS = ("max_reconnect_attempts",)
+SETTINGS = ("max_reconnect_attempts", "stable_after", "max_retry_after")
 #: The longest a trace may span, in seconds from its first line's time, and the largest seconds
 #: argument (server_latency, server_overloaded): about 11.6 days. It bounds the work of checking
 #: a trace: the oracle never runs further than MAX_SPAN + MAX_TOLERANCE seconds.
@@ -183,6 +185,9 @@ def _header(n: int, row: dict[str, Any]) -> Trace:
     limit = settings.get("max_reconnect_attempts")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise TraceError(n, "max_reconnect_attempts must be a whole number >= 0 or null")
+    for key in ("stable_after", "max_retry_after"):  # D14, D18
+        if key in settings and not (_number(settings[key]) and settings[key] > 0):
+            raise TraceError(n, f"{key} must be a number of seconds > 0")
     name = row.get("name", "")
     if not isinstance(name, str):
         raise TraceError(n, "name must be a string")

@@ -415,8 +415,8 @@ class Pair:
         for step in (Step("reject", False), Step("throttle", False), Step("overload", None),
                      Step("online"), Step("foreground")):
             await self.step(step)
-        if self.sim.logged_in_user is None:
-            await self.step(Step("login", "alice"))
+        if self.sim.logged_in_user is None or self.sim.model.credentials_rejected():
+            await self.step(Step("login", self.sim.logged_in_user or "alice"))  # D16: a fresh login
         for round_ in (1, 2):
             if self.sim.phase is Phase.IDLE:  # wants no connection (M5, D1, D5, retries exhausted)
                 await self.step(Step("connect"))

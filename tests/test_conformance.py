@@ -3,6 +3,7 @@ rule it breaks, with a counterexample that replays in `simulate`."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -11,7 +12,7 @@ from cometchat_fsm import AppSettings, Simulation
 from cometchat_fsm.cli import main
 from cometchat_fsm.conformance import run_check
 from cometchat_fsm.conformance.runner import run_checks
-from cometchat_fsm.lifecycle import TABLE, build_machine
+from cometchat_fsm.lifecycle import TABLE, Row, build_machine
 from cometchat_fsm.script import parse, run
 from cometchat_fsm.specs import Specs, load_specs
 
@@ -66,3 +67,34 @@ def test_check_refuses_an_unknown_profile(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as info:
         main(["check", "--profile", "huge"])
     assert info.value.code == 2
+
+
+def _without(rule: str) -> list[Row]:
+    return [r for r in TABLE if rule not in r.rules]
+
+
+def _dropping(action: str) -> list[Row]:
+    return [dataclasses.replace(r, do=tuple(d for d in r.do if d != action)) for r in TABLE]
+
+
+#: For each rule added for the failures users report: its rows removed, and the one action or
+#: condition that carries it removed or undone (the old behaviour).
+FAILURE_RULE_MUTANTS: dict[str, list[tuple[str, list[Row]]]] = {
+    "D14": [("rows removed", _without("D14")),
+            ("the count reset on every acceptance (the old rule)",
+             [dataclasses.replace(r, do=(*r.do, "reset_retries")) if r.trigger == "auth_accepted" else r
+              for r in TABLE])],
+    "D15": [("rows removed", _without("D15")), ("give-up not said", _dropping("give_up"))],
+    "D16": [("rows removed", _without("D16")), ("credentials kept", _dropping("reject_credentials"))],
+    "D18": [("rows removed", _without("D18")), ("hint unbounded", _dropping("bound_retry_after"))],
+}
+
+
+@pytest.mark.parametrize(("rule", "k"), [(rule, k) for rule, ms in FAILURE_RULE_MUTANTS.items()
+                                         for k in range(len(ms))])
+def test_each_failure_rule_mutant_fails_check_naming_the_rule(specs: Specs, rule: str, k: int) -> None:
+    what, rows = FAILURE_RULE_MUTANTS[rule][k]
+    assert rows != list(TABLE), what
+    report = run_checks(specs, profile="quick", machine=build_machine(rows))
+    assert not report.ok, what
+    assert report.rows[rule].result == "FAIL", (what, report.rows[rule].problems)

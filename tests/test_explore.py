@@ -48,14 +48,29 @@ MUTANTS = {
     "at most one socket": mutate(
         lambda r: r.trigger == "network_lost" and r.dest is Phase.OFFLINE and "close_socket" in r.do,
         lambda r: dataclasses.replace(r, do=("cancel_socket_timers",))),
+    # D16: returning to the foreground forgets that the credentials were rejected.
+    "no socket is opened while credentials are rejected": mutate(
+        lambda r: r.trigger == "went_foreground" and "not credentials_rejected" in r.when,
+        lambda r: dataclasses.replace(r, when=tuple(c for c in r.when if c != "not credentials_rejected"))),
+    # D14: the old rule, the count reset by every accepted authentication.
+    "the retry count never resets before a connection has held for stable_after": mutate(
+        lambda r: r.trigger == "auth_accepted",
+        lambda r: dataclasses.replace(r, do=(*r.do, "reset_retries"))),
+    # D15: giving up silently.
+    "exhausting the attempts ends in disconnected with exactly one on_connection_error": mutate(
+        lambda r: "give_up" in r.do,
+        lambda r: dataclasses.replace(r, do=tuple(d for d in r.do if d != "give_up"))),
 }
+#: The attempt limit under which each invariant's mutant shows (None: unlimited).
+LIMITS = {"exhausting the attempts ends in disconnected with exactly one on_connection_error": 2}
 
 
 @pytest.mark.parametrize("invariant", sorted(MUTANTS))
 def test_each_invariant_catches_its_mutant(invariant: str) -> None:
     assert invariant in INVARIANTS
     try:
-        result = explore(machine=build_machine(MUTANTS[invariant]))
+        result = explore(machine=build_machine(MUTANTS[invariant]),
+                         max_reconnect_attempts=LIMITS.get(invariant))
     except AssertionError:
         # The model's own guard (at most one socket) fired before the invariant could.
         assert invariant == "at most one socket"

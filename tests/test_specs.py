@@ -34,7 +34,7 @@ SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 # Hard-coded: a list parsed from rules.toml could not catch a rule lost from it.
 EXPECTED_IDS = (
     "L1 L2 L3 A1 A2 A3 M1 M2 M3 M4 M5 E1 E2 "
-    "D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 D13 P1 P2"
+    "D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 D13 D14 D15 D16 D18 P1 P2"
 ).split()
 SOURCE_OF_PREFIX = {"L": "DOC", "A": "DOC", "M": "DOC", "E": "DOC", "D": "DEC", "P": "PROJECT"}
 
@@ -141,6 +141,7 @@ def test_api_table_covers_the_documented_error_rows() -> None:
     assert rows == {
         ("init", "ERR_CHAT_API_FAILURE"), ("login", "ERR_LOGIN_IN_PROGRESS"),
         ("connect", "ERR_NOT_LOGGED_IN"), ("connect", "ERR_APP_IN_BACKGROUND"),
+        ("connect", "ERR_AUTH_REJECTED"),
         ("disconnect", "ERR_NOT_LOGGED_IN"), ("ping", "ERR_NOT_LOGGED_IN"),
         ("ping", "ERR_NO_WEBSOCKET_CONNECTION"),
     }

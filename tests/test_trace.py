@@ -91,6 +91,9 @@ def test_each_vector_changed_at_one_observation_fails_naming_a_rule(specs: Specs
     ("errors-E1", "E1", 0.0),
     ("decisions-D1", "D1", 5.0),
     ("decisions-D6b", "D6b", 20.0),
+    ("decisions-D14", "D14", 23.0),  # a fixed 5 s retry after a flap
+    ("decisions-D15", "D15", 21.0),  # a give-up without its error
+    ("decisions-D16", "D16", 3.0),  # a socket opened with rejected credentials
 ])
 def test_hand_written_traces_pass_and_their_departures_are_named(
         specs: Specs, name: str, rule: str, time: float) -> None:
@@ -145,6 +148,8 @@ def _shift(item: Input | Status | Notify, by: float) -> Input | Status | Notify:
     ('{"mode": "auto"}\n{"t": 1, "input": "login"}', 2, "takes args"),
     ('{"mode": "auto"}\n{"t": 1, "status": "sleepy"}', 2, "status"),
     ('{"mode": "auto"}\nnot json', 2, "not JSON"),
+    ('{"mode": "auto", "settings": {"stable_after": 0}}', 1, "stable_after"),
+    ('{"mode": "auto", "settings": {"max_retry_after": "long"}}', 1, "max_retry_after"),
 ])
 def test_a_malformed_trace_names_the_line_and_the_problem(text: str, line: int, what: str) -> None:
     with pytest.raises(TraceError) as info:

@@ -2,9 +2,11 @@
 and every transition.
 
 The abstract state is what the lifecycle's behaviour depends on: mode, app state, network,
-phase, who is logged in, which timers are armed and how many sockets are open. Everything
-else (socket numbers, exact delays, the retry count when retries are unlimited) only changes
-figures, not what happens next, so the projection is exact for the behaviour checked here.
+phase, who is logged in, whether the server rejected the credentials (D16), which timers are
+armed, how many sockets are open, and the retry count (up to the maximum; with unlimited
+retries only whether it is zero, which D14's invariant needs). Everything else (socket
+numbers, exact delays) only changes figures, not what happens next, so the projection is exact
+for the behaviour checked here.
 
 Every event the world can produce is tried from every reachable state: app calls (a refused
 precondition is an answer, not a transition), platform signals, outcomes of the current
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from transitions import Machine
 
 from ..effects import CloseSocket, Effect, Notify, OpenSocket
-from ..errors import CometChatException
+from ..errors import RETRIES_EXHAUSTED, CometChatException
 from ..events import (
     AuthAccepted,
     AuthRejected,
@@ -39,6 +41,7 @@ from ..events import (
     NetworkRestored,
     Ping,
     PongReceived,
+    SessionRenewed,
     SessionRestored,
     SocketClosed,
     ThrottleLifted,
@@ -64,7 +67,7 @@ from ..states import (
 USERS = ("alice", "bob")
 APP_CALLS: tuple[Event, ...] = (
     Login("alice"), Login("bob"), LoginVerified(), LoginFailed(CometChatException("E", "m")),
-    Logout(), Connect(), Disconnect(), Ping(),
+    Logout(), Connect(), Disconnect(), Ping(), SessionRenewed(),
 )
 PLATFORM: tuple[Event, ...] = (EnterBackground(), EnterForeground(), NetworkLost(), NetworkRestored())
 SOCKET_OUTCOMES = (AuthAccepted, AuthRejected, SocketClosed, PongReceived, ThrottleStarted, ThrottleLifted)
@@ -75,6 +78,7 @@ TIMER_PHASES: dict[Timer, frozenset[Phase]] = {
     Timer.KEEPALIVE: LIVE,
     Timer.PONG: LIVE,
     Timer.ATTEMPT: frozenset({Phase.CONNECTING}),
+    Timer.STABLE: LIVE,
 }
 
 Key = tuple[object, ...]
@@ -127,6 +131,9 @@ INVARIANTS = (
     "no notification for a same-status change",
     "on_connection_error carries its error",
     "a refused call changes nothing",
+    "no socket is opened while credentials are rejected",
+    "the retry count never resets before a connection has held for stable_after",
+    "exhausting the attempts ends in disconnected with exactly one on_connection_error",
 )
 
 #: The rules each invariant guards: `cometchat-fsm check` blames them when it breaks, and
@@ -142,21 +149,26 @@ INVARIANT_RULES: dict[str, tuple[str, ...]] = {
     "no notification for a same-status change": ("D11",),
     "on_connection_error carries its error": ("D11", "D5"),
     "a refused call changes nothing": ("E1", "D3"),
+    "no socket is opened while credentials are rejected": ("D16",),
+    "the retry count never resets before a connection has held for stable_after": ("D14",),
+    "exhausting the attempts ends in disconnected with exactly one on_connection_error": ("D15",),
 }
 
 
 def key_of(m: ClientModel, sockets: frozenset[int]) -> Key:
     limit = m.settings.max_reconnect_attempts
-    retries = 0 if limit is None else min(m.retries, limit)
+    retries = min(m.retries, 1 if limit is None else limit)
     return (m.mode.value, m.app.value, m.network.value, m.state.value, m.user, m.pending_user,
-            tuple(sorted(t.value for t in m.armed)), len(sockets), retries)
+            m.rejected, tuple(sorted(t.value for t in m.armed)), len(sockets), retries)
 
 
 def describe(key: Key) -> str:
-    mode, app, network, phase, user, pending, timers, sockets, retries = key
+    mode, app, network, phase, user, pending, rejected, timers, sockets, retries = key
     parts = [f"{mode}/{app}/{network}", f"phase={phase}", f"user={user}"]
     if pending:
         parts.append(f"pending={pending}")
+    if rejected:
+        parts.append("credentials rejected")
     parts.append(f"timers={','.join(map(str, timers)) or '-'}")  # type: ignore[call-overload]
     parts.append(f"sockets={sockets}")
     if retries:
@@ -214,6 +226,8 @@ def _state_violations(m: ClientModel, sockets: frozenset[int]) -> list[str]:
                    Phase.RETRY_WAIT: Timer.RETRY}.get(m.state)
         if pending is None or pending not in m.armed:
             bad.append("no stuck connecting")
+    if m.rejected and (sockets or m.armed or m.state is not Phase.IDLE):
+        bad.append("no socket is opened while credentials are rejected")
     return bad
 
 
@@ -231,9 +245,31 @@ def _transition_violations(before: ClientModel, after: ClientModel, event: Event
         status = new
     if status is not STATUS_OF_PHASE[after.state]:
         bad.append("no notification for a same-status change")  # a change went unreported
-    for e in effects:
-        if isinstance(e, Notify) and e.name == ON_CONNECTION_ERROR and e.error is None:
-            bad.append("on_connection_error carries its error")
+    errors = [e for e in effects if isinstance(e, Notify) and e.name == ON_CONNECTION_ERROR]
+    if any(e.error is None for e in errors):
+        bad.append("on_connection_error carries its error")
+    # D16: rejected credentials open nothing, whatever the event.
+    if before.rejected and any(isinstance(e, OpenSocket) for e in effects):
+        bad.append("no socket is opened while credentials are rejected")
+    # D14: the count goes down only when a connection has held (its timer), when the client stops
+    # wanting a connection (settled), or when the app itself asks (connect() starts over: D4, D6).
+    held = isinstance(event, TimerFired) and event.timer is Timer.STABLE
+    if after.retries < before.retries and after.state in WANTS_CONNECTION and not held \
+            and not isinstance(event, Connect):
+        bad.append("the retry count never resets before a connection has held for stable_after")
+    # D15: the world (a server outcome or a timer) ending a foreground client's wish to connect is
+    # a rejection (D5) or a give-up: disconnected, one on_connection_error, of the matching code.
+    world = not isinstance(event, (*APP_CALL_TYPES, *PLATFORM_TYPES))
+    gave_up = world and before.state in WANTS_CONNECTION and after.state not in WANTS_CONNECTION \
+        and after.app is AppState.FOREGROUND
+    exhausted = [e for e in errors if e.error is not None and e.error.code == RETRIES_EXHAUSTED.code]
+    if gave_up:
+        want = "ERR_AUTH_REJECTED" if isinstance(event, AuthRejected) else RETRIES_EXHAUSTED.code
+        if STATUS_OF_PHASE[after.state] is not STATUS_OF_PHASE[Phase.IDLE] or len(errors) != 1 \
+                or errors[0].error is None or errors[0].error.code != want:
+            bad.append("exhausting the attempts ends in disconnected with exactly one on_connection_error")
+    elif exhausted or len(errors) > 1:
+        bad.append("exhausting the attempts ends in disconnected with exactly one on_connection_error")
     return bad
 
 

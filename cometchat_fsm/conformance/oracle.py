@@ -27,7 +27,8 @@ US = 1_000_000
 #: Every rule the oracle applies by name (the one a divergence blames). A test keeps this equal to
 #: the rule IDs written in this module; docs/rules.md lists the oracle under each of them.
 APPLIED_RULES = frozenset((
-    "L1 L2 L3 A1 A2 A3 M1 M2 M3 M4 M5 E1 E2 D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 P1 P2"
+    "L1 L2 L3 A1 A2 A3 M1 M2 M3 M4 M5 E1 E2 D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 D14 D15 D16 D18"
+    " P1 P2"
 ).split())
 
 
@@ -57,6 +58,8 @@ class OracleServer:
     throttle: bool = False
     overloaded: float | None = None
     silent: bool = False  # the current socket is half-open
+    flap_us: int | None = None  # drops each socket this long after accepting it
+    refuse_login: bool = False
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Oracle:
     socket_up: bool = False  # authenticated socket
     attempt: bool = False  # a socket is being opened / authenticated
     throttled: bool = False
+    rejected: bool = False  # the server rejected this login's credentials (D16)
     retries: int = 0
     generation: int = 0  # bumps whenever a socket ends; stale queued answers see a new number
     login_generation: int = 0  # likewise for the login in flight
@@ -106,6 +110,11 @@ class Oracle:
         self.attempt_us = round(c.connect_timeout.value * US)
         self.base = c.backoff_base.value
         self.cap = c.backoff_cap.value
+        self.stable_us = round(c.stable_after.value * US)
+        self.max_retry_after = c.max_retry_after.value
+        #: The rule that sets the pending retry's delay: D14 when a connection that did not hold
+        #: left the count above zero, else D6a.
+        self.retry_rule = "D6a"
 
     # --- Bookkeeping ----------------------------------------------------------------------------
     def hit(self, rule: str) -> None:
@@ -152,7 +161,7 @@ class Oracle:
         self.socket_up = self.attempt = self.throttled = False
         self.server.silent = False
         self.generation += 1
-        self._disarm("keepalive", "pong", "attempt")
+        self._disarm("keepalive", "pong", "attempt", "stable")
 
     def _settle(self, rule: str) -> None:
         """The client gives up its connection until the app asks again."""
@@ -173,10 +182,14 @@ class Oracle:
         return self.foreground and (limit is None or self.retries < limit)
 
     def _schedule_retry(self, hint: float | None) -> None:
-        """D6a: the n-th retry waits U[0, min(cap, base x 2^n)]; a retry-after hint is a floor."""
+        """D6a: the n-th retry waits U[0, min(cap, base x 2^n)]; a retry-after hint is a floor
+        (D6), up to max_retry_after (D18)."""
         ceiling = min(self.cap, self.base * 2.0 ** min(self.retries, 64))
         assert self.draw is not None
         delay = self.draw() * ceiling
+        if hint is not None and hint > self.max_retry_after:
+            hint = self.max_retry_after
+            self.hit("D18")
         if hint is not None and hint > delay:
             delay = hint
             self.hit("D6")
@@ -186,24 +199,39 @@ class Oracle:
         self.hit("D6a")
 
     def _lost(self, rule: str) -> None:
-        """An established connection ended without the app asking (A3, M4, M5, D6b)."""
+        """An established connection ended without the app asking (A3, M4, M5, D6b); one that
+        had not held for stable_after leaves the retry count as it was (D14)."""
+        held = "stable" not in self.deadlines
+        if not held:
+            self.hit("D14")
         self._end_socket()
         if self._may_retry():
             self.set_status("disconnected", "D6b")
+            self.retry_rule = "D14" if self.retries and not held else "D6a"
             self._schedule_retry(None)
             self.hit("A3" if self.auto else "M4")
         else:
-            self._settle("M5" if not self.foreground else "D6")
+            self._give_up_or_settle()
         self.hit(rule)
 
     def _attempt_failed(self, rule: str, hint: float | None = None) -> None:
         self._end_socket()
         if self._may_retry():
+            self.retry_rule = "D6a"
             self._schedule_retry(hint)
             self.hit("D6b")  # failed attempts in between change nothing
         else:
-            self._settle("M5" if not self.foreground else "D6")
+            self._give_up_or_settle()
         self.hit(rule)
+
+    def _give_up_or_settle(self) -> None:
+        """No retry: in the foreground the attempts are used up, which is said (D15); in the
+        background manual mode simply stops (M5)."""
+        if self.foreground:
+            self.error_note("D15")
+            self._settle("D15")
+        else:
+            self._settle("M5")
 
     def _want_connection(self, rule: str) -> None:
         """The client should be connected: attempt now, or wait for the network (D6)."""
@@ -236,10 +264,13 @@ class Oracle:
         if self.login_pending is not None:
             self.hit("D10")
             return self.refuse("login", "ERR_LOGIN_IN_PROGRESS")
-        if self.user == uid:
-            self.hit("D10")
+        if self.user == uid and not self.rejected:
+            self.hit("D10")  # verified again (D16), the socket stays: nothing to see
             return Expected()
-        if self.user is not None:
+        if self.user == uid:
+            self.user, self.rejected = None, False  # D16: verified afresh, then as a first login
+            self.hit("D16")
+        elif self.user is not None:
             self.logout()
             self.hit("D10")
         self.login_pending = uid
@@ -265,6 +296,7 @@ class Oracle:
             return Expected()
         self._settle("D9")
         self.user = self.login_pending = None
+        self.rejected = False
         self.stored = None
         self.login_generation += 1  # an answer to the login in flight is void
         return Expected()
@@ -273,6 +305,9 @@ class Oracle:
         if self.user is None:
             self.hit("E1")
             return self.refuse("connect", "ERR_NOT_LOGGED_IN")
+        if self.rejected:
+            self.hit("D16")
+            return self.refuse("connect", "ERR_AUTH_REJECTED")
         if self.auto and not self.foreground:
             self.hit("P1")
             return self.refuse("connect", "ERR_APP_IN_BACKGROUND")
@@ -334,7 +369,9 @@ class Oracle:
             return
         self.foreground = True
         if self.auto:
-            if self.user is not None and not self.wants:
+            if self.rejected:
+                self.hit("D16")  # no socket with rejected credentials
+            elif self.user is not None and not self.wants:
                 self._want_connection("A1")
                 self.hit("D6")
         else:
@@ -377,6 +414,7 @@ class Oracle:
         self.wants = False
         self.retries = 0
         self.user = self.login_pending = None
+        self.rejected = False
         self.foreground = True
         self.status = "disconnected"  # a new process: no listener is told about the old one
         self.status_log.append((self.now, "disconnected"))
@@ -414,6 +452,12 @@ class Oracle:
     def server_overloaded(self, retry_after: float | None) -> None:
         self.server.overloaded = retry_after
 
+    def server_flap(self, seconds: float | None) -> None:
+        self.server.flap_us = None if seconds is None else round(seconds * US)
+
+    def server_refuse_login(self, flag: bool) -> None:
+        self.server.refuse_login = flag
+
     def fire_retry_now(self) -> bool:
         """Start the pending retry at this instant (an implementation drew a shorter delay than
         the largest allowed); False when no retry is pending."""
@@ -447,7 +491,11 @@ class Oracle:
             return
         if kind == "login":
             if generation == self.login_generation and self.login_pending is not None:
-                self._login_done()
+                if self.server.refuse_login:
+                    self.login_pending = None  # a refused login leaves no one logged in
+                    self.hit("D16")
+                else:
+                    self._login_done()
             return
         if generation != self.generation:
             return  # an answer on a socket that has ended
@@ -460,10 +508,12 @@ class Oracle:
                 self._disarm("attempt")
                 self.error_note("D5")
                 self._settle("D5")
+                self.rejected, self.stored = True, None  # D16: the session goes, nothing reopens
+                self.hit("D16")
             else:
                 self._disarm("attempt")
                 self.attempt, self.socket_up = False, True
-                self.retries = 0
+                self._arm("stable", self.stable_us)  # D14: the count starts over if this holds
                 self.set_status("connected", "D5")
                 if self.after_failures and self.notes and self.notes[-1].name == "on_connected":
                     self.notes[-1].slack_us = round((self.cap + self.attempt_us / US) * US)
@@ -471,6 +521,11 @@ class Oracle:
                 self._arm("keepalive", self.keepalive_us)
                 if self.server.throttle:
                     self._set_throttled(True)
+                if self.server.flap_us is not None:
+                    self._schedule(self.server.flap_us, "flap")
+        elif kind == "flap":
+            if self.socket_up and self.server.flap_us is not None:
+                self._lost("D14")  # the flapping server drops it
         elif kind == "pong":
             if self.socket_up and not self.server.silent:
                 self._disarm("pong")
@@ -482,9 +537,14 @@ class Oracle:
             self._settle("M2")
             self.hit("D2")
             self.hit("M5")
+        elif timer == "stable":
+            self.retries = 0
+            self.retry_rule = "D6a"
+            self.hit("D14")
         elif timer == "retry":
             self.after_failures = self.status == "connecting"  # earlier attempts failed silently
-            self._start_attempt("D6a")  # a retry at the latest moment D6a allows
+            rule, self.retry_rule = self.retry_rule, "D6a"
+            self._start_attempt(rule)  # a retry at the latest moment D6a (D14) allows
             self.hit("D6b")
             self.hit("D6")
         elif timer == "keepalive":

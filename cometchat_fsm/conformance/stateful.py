@@ -34,6 +34,10 @@ WAITS = st.one_of(st.sampled_from(EDGES),
 PAUSES = st.one_of(st.just(0.0), WAITS)
 LATENCIES = st.sampled_from((0.0, 0.0, 0.25, 1.0, 2.0, 4.0, 12.0))
 HINTS = st.sampled_from((None, None, 0.5, 5.0, 40.0))
+#: ... and, in the oracle run only, a hint far over max_retry_after (D18).
+ORACLE_HINTS = st.one_of(HINTS, st.just(1_000_000.0))
+#: How long a flapping server keeps each accepted socket: either side of stable_after (D14).
+FLAPS = st.sampled_from((None, None, 0.05, 1.0, 9.999, 10.0))
 
 
 class Divergence(AssertionError):
@@ -207,10 +211,20 @@ class LifecycleConformance(RuleBasedStateMachine):
         self._do(pause, Step("latency", seconds), lambda s: s.server_latency(seconds),
                  lambda o: o.server_latency(seconds))
 
-    @rule(hint=HINTS, pause=PAUSES)
+    @rule(hint=ORACLE_HINTS, pause=PAUSES)
     def overload(self, hint: float | None, pause: float) -> None:
         self._do(pause, Step("overload", hint), lambda s: s.server_overloaded(hint),
                  lambda o: o.server_overloaded(hint))
+
+    @rule(seconds=FLAPS, pause=PAUSES)
+    def flap(self, seconds: float | None, pause: float) -> None:
+        self._do(pause, Step("flap", seconds), lambda s: s.server_flap(seconds),
+                 lambda o: o.server_flap(seconds))
+
+    @rule(flag=st.booleans(), pause=PAUSES)
+    def refuse(self, flag: bool, pause: float) -> None:
+        self._do(pause, Step("refuse", flag), lambda s: s.server_refuse_login(flag),
+                 lambda o: o.server_refuse_login(flag))
 
     # --- The invariant --------------------------------------------------------------------------
     @invariant()

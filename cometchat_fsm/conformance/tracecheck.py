@@ -61,6 +61,10 @@ class _Checker:
     def __init__(self, trace: Trace, specs: Specs, tolerance: float) -> None:
         self.oracle = Oracle(specs, auto=trace.mode == "auto", draw=lambda: LARGEST_DRAW,
                              max_reconnect_attempts=trace.settings.get("max_reconnect_attempts"))
+        if "stable_after" in trace.settings:  # D14
+            self.oracle.stable_us = round(float(trace.settings["stable_after"]) * US)
+        if "max_retry_after" in trace.settings:  # D18
+            self.oracle.max_retry_after = float(trace.settings["max_retry_after"])
         self.tol = round(tolerance * US)
         self.origin = trace.items[0].t if trace.items else 0.0
         self.matched = 0  # expected notifications matched so far
@@ -99,7 +103,12 @@ class _Checker:
                 self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s", f"nothing by {t_us / US:.3f} s", line)
         for t_obs, obs in self.pending:
             if t_obs + self.tol < t_us:
-                rule = "D6a" if obs.name == "on_connecting" else (self.oracle.rules_hit or ["D11"])[-1]
+                if self.oracle.rejected:
+                    rule = "D16"  # a socket opened with credentials the server rejected
+                elif obs.name == "on_connecting":
+                    rule = "D6a"
+                else:
+                    rule = (self.oracle.rules_hit or ["D11"])[-1]
                 self.fail(rule, t_obs, f"no {obs.name} at {t_obs / US:.3f} s", obs.name, obs.line)
         while self.statuses and self.statuses[0][0] + self.tol < t_us:
             self.check_status(*self.statuses.pop(0))
@@ -146,6 +155,9 @@ class _Checker:
             "server_latency": lambda: o.server_latency(float(item.args["seconds"])),
             "server_overloaded": lambda: o.server_overloaded(
                 None if item.args["retry_after"] is None else float(item.args["retry_after"])),
+            "server_flap": lambda: o.server_flap(
+                None if item.args["seconds"] is None else float(item.args["seconds"])),
+            "server_refuse_login": lambda: o.server_refuse_login(bool(item.args["flag"])),
         }
         expected = calls[item.name]()
         code = getattr(expected, "error_code", None)
