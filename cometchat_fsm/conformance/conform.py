@@ -44,6 +44,8 @@ from .driver import (
 )
 from .stateful import Divergence, RunContext, make_machine
 
+#: How far (microseconds) a driver's notification time may be from the oracle's (float clocks).
+TOLERANCE_US = 2
 #: The stateful rule that draws each protocol input (the others have the command's name).
 RULE_OF_INPUT = {"advance": "wait"}
 #: Rules that cannot be checked without an input: (inputs, why). A rule listed here is "not
@@ -190,7 +192,9 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
             every = max(1, examples // 5)
             snapshot: Counter[str] = Counter()
 
-            context = RunContext(specs=specs, subject=subject_factory(subject), known=known)
+            context = RunContext(specs=specs, subject=subject_factory(subject), known=known,
+                                 retry_limit="max_reconnect_attempts" in hello.settings,
+                                 tolerance_us=TOLERANCE_US)
 
             def tally(context: RunContext = context, snapshot: Counter[str] = snapshot) -> None:
                 """Count the example that just ended for each rule it exercised."""
@@ -215,6 +219,10 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
                     test()
             except Divergence as exc:
                 divergence = exc
+            except Exception:
+                if process.broken is not None:  # Hypothesis may wrap it (a flaky or an error group)
+                    raise process.broken from None
+                raise
             tally()
             report.examples += context.examples
             report.steps += context.steps

@@ -65,6 +65,8 @@ class Hello:
     supports: frozenset[str]
     observes: frozenset[str]
     notes: str = ""
+    #: The settings of `init` it honours (so far only "max_reconnect_attempts"); others stay default.
+    settings: frozenset[str] = frozenset()
 
 
 def step_command(step: Step) -> dict[str, Any]:
@@ -131,7 +133,10 @@ class DriverProcess:
             return ""
 
     def _break(self, error: DriverError) -> DriverError:
+        """Note the driver as broken and end it at once (it may be hanging); return the error."""
         self.broken = error
+        if self._proc.poll() is None:
+            self._proc.kill()
         self.close()
         return error
 
@@ -219,7 +224,7 @@ def handshake(process: DriverProcess, settings: AppSettings | None = None) -> He
     return Hello(str(answer.get("driver", "?")), str(answer.get("implementation", "?")),
                  frozenset(map(str, supports)) & set(INPUTS),
                  frozenset(map(str, observes)) & set(OBSERVABLES),
-                 str(answer.get("notes", "")))
+                 str(answer.get("notes", "")), frozenset(map(str, answer.get("settings", []) or [])))
 
 
 @dataclass

@@ -65,7 +65,8 @@ def serve(make: Callable[[dict[str, Any]], Implementation], *, stdin: IO[str] | 
                                          "state": impl.state()}
                 if name == "init":
                     reply.update(protocol=PROTOCOL_VERSION, driver=impl.name, implementation=impl.version,
-                                 supports=list(impl.supports), observes=list(impl.observes))
+                                 supports=list(impl.supports), observes=list(impl.observes),
+                                 settings=["max_reconnect_attempts"])
                 answer(reply)
                 continue
             if impl is None:
