@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="at most N rounds, each looking for one more broken rule (default: 12)")
     conform.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                          help="longest wait for one answer of the driver (default: 10; its first: 300)")
+    conform.add_argument("--known", default="", metavar="RULES",
+                         help="comma-separated rule IDs already known to diverge: look past them from "
+                              "the start")
     conform.add_argument("--report", type=Path, default=None, metavar="FILE",
                          help="also write the report, one row per rule: FILE.md (Markdown) or FILE.json")
     conform.add_argument("driver", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
@@ -277,8 +280,9 @@ def _conform(args: argparse.Namespace) -> int:
             raise
         print(f"{PROG} conform: needs Hypothesis: pip install 'cometchat-fsm[check]'", file=sys.stderr)
         return USAGE_ERROR
+    known = frozenset(r.strip() for r in args.known.split(",") if r.strip())
     report = run_conform(command, examples=args.examples, seed=args.seed, max_rounds=args.rounds,
-                         timeout=args.timeout, out=sys.stdout)
+                         timeout=args.timeout, known=known, out=sys.stdout)
     print(render_text(report))
     if args.report is not None:
         write_report(report, args.report)

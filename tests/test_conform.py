@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 SIMULATION = [sys.executable, "-m", "cometchat_fsm.drivers.simulation"]
 LIVE = [sys.executable, "-m", "cometchat_fsm.drivers.live"]
 LIVE_EXAMPLES = int(os.environ.get("LIVE_CONFORM_EXAMPLES", "300"))
-JS_EXAMPLES = int(os.environ.get("JS_CONFORM_EXAMPLES", "60"))
+JS_EXAMPLES = int(os.environ.get("JS_CONFORM_EXAMPLES", "40"))
 
 
 def _say(capsys: pytest.CaptureFixture[str], report: ConformReport, name: str) -> None:
@@ -67,7 +67,10 @@ def test_the_javascript_sdk_breaks_d1_d5_and_d6a(capsys: pytest.CaptureFixture[s
         js_sdk.ensure_sdk()
     except js_sdk.JsSetupError as exc:
         pytest.skip(f"JS SDK driver not run: {exc}")
-    report = run_conform(js_sdk.command(), examples=JS_EXAMPLES, max_rounds=12)
+    # E1 and D9 (answers only: connect() without a login does nothing, logout() without one fails) are
+    # found first and cost two rounds: looked past here, they are in the committed report.
+    report = run_conform(js_sdk.command(), examples=JS_EXAMPLES, max_rounds=6, known=frozenset({"E1", "D9"}),
+                         until=frozenset({"D1", "D5", "D6a"}))
     _say(capsys, report, "JS SDK driver")
     assert report.error is None, report.error
     assert report.exit_status == 1
@@ -78,6 +81,7 @@ def test_the_javascript_sdk_breaks_d1_d5_and_d6a(capsys: pytest.CaptureFixture[s
         assert report.row(rule).result == "failed"
     assert "disconnect" in found["D1"].script
     assert "reject on" in found["D5"].script  # connected although the server rejects the auth
+    assert "drop" in found["D6a"].script  # retries after 5 s, where the first retry waits at most 1 s
     # Inputs the SDK does not have are never drawn, and what needs them is named, not passed.
     assert report.hello is not None and not {"ping", "background", "offline"} & report.hello.supports
     for rule in ("M2", "M3", "D2", "D3", "A2", "P1", "D12"):

@@ -112,7 +112,7 @@ class Finding:
 class RuleResult:
     rule_id: str
     title: str
-    result: str  # "failed", "passed", "not exercised"
+    result: str  # "failed", "passed", "not exercised", "known"
     examples: int = 0
     hits: int = 0
     why: str = ""
@@ -132,6 +132,7 @@ class ConformReport:
     examples_per_round: int = 0
     error: DriverError | None = None
     date: str = ""
+    known: frozenset[str] = frozenset()  # looked past from the start, by request
 
     @property
     def steps_per_second(self) -> float:
@@ -154,11 +155,14 @@ def _settings(examples: int, steps: int) -> settings:
 
 
 def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, steps: int = 30,
-                max_rounds: int = 8, timeout: float = 10.0, start_timeout: float = 300.0,
+                max_rounds: int = 12, timeout: float = 10.0, start_timeout: float = 300.0,
+                known: frozenset[str] = frozenset(), until: frozenset[str] = frozenset(),
                 specs: Specs | None = None, out: TextIO | None = None) -> ConformReport:
     """Drive the implementation behind `command` with the stateful rules; the report says, rule
     by rule, what it does differently from the documented behaviour. Every wait on the driver is
-    bounded by `timeout` seconds (its first answer by `start_timeout`)."""
+    bounded by `timeout` seconds (its first answer by `start_timeout`). `known`: rules whose
+    divergence is already known, looked past from the first round (reported as "known");
+    `until`: stop as soon as every one of these rules has been found broken."""
     specs = specs or load_specs()
     started = time.perf_counter()
 
@@ -167,7 +171,7 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
             print(text, file=out, flush=True)
 
     report = ConformReport(list(command), None, seed=seed, examples_per_round=examples,
-                           date=datetime.now(UTC).strftime("%Y-%m-%d"))
+                           date=datetime.now(UTC).strftime("%Y-%m-%d"), known=frozenset(known))
     try:
         process = DriverProcess(command, timeout=timeout, start_timeout=start_timeout)
     except DriverError as exc:
@@ -186,7 +190,7 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
         without = frozenset(RULE_OF_INPUT.get(w, w) for w in lacking)
         for round_no in range(1, max_rounds + 1):
             report.rounds = round_no
-            known = frozenset(f.rule for f in report.findings)
+            known = report.known | frozenset(f.rule for f in report.findings)
             say(f"[round {round_no}] {examples} examples x up to {steps} steps, seed {seed}" +
                 (f"; known divergences: {', '.join(sorted(known))}" if known else ""))
             every = max(1, examples // 5)
@@ -235,6 +239,8 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
             report.findings.append(finding)
             say(f"      ! rule {finding.rule}: {finding.what}")
             say(f"        shrunk to {finding.inputs} inputs: {finding.simulate}")
+            if until and until <= {f.rule for f in report.findings}:
+                break
     except DriverError as exc:
         report.error = exc
         say(f"      ! {exc}")
@@ -256,6 +262,8 @@ def _rows(specs: Specs, report: ConformReport, hits: Counter[str],
         if rid in failed:
             f = failed[rid]
             row.result, row.why = "failed", f"{f.what} (shrunk to {f.inputs} inputs: {f.script})"
+        elif rid in report.known:
+            row.result, row.why = "known", "a divergence already known (--known): looked past, not checked"
         elif getattr(rule, "status", "active") not in ("active", ""):
             row.why = f"status {rule.status} in specs/rules.toml"
         elif hello is not None and rid in NEEDS_INPUTS and \
@@ -283,8 +291,10 @@ def render_text(report: ConformReport) -> str:
                   "  replay on the driver (JSON Lines after its init):"]
         lines += [f"    {line}" for line in f.driver_commands()]
     counts = Counter(r.result for r in report.rows)
-    lines.append(f"{counts['passed']} rules passed, {counts['failed']} failed, {counts['not exercised']} "
-                 f"not exercised; {report.examples} examples, {report.steps} steps in {report.rounds} "
+    known = f", {counts['known']} known" if counts["known"] else ""
+    lines.append(f"{counts['passed']} rules passed, {counts['failed']} failed{known}, "
+                 f"{counts['not exercised']} not exercised; {report.examples} examples, {report.steps} steps "
+                 f"in {report.rounds} "
                  f"round(s), {report.seconds:.1f} s ({report.steps_per_second:.0f} steps/s through the pipe)")
     for r in report.rows:
         if r.result == "not exercised":

@@ -82,10 +82,15 @@ def ensure_sdk(directory: Path | None = None) -> Path:
     print(f"js_sdk driver: installing {SDK}@{SDK_VERSION} and {FAKE_TIMERS}@{FAKE_TIMERS_VERSION} "
           f"into {target}", file=sys.stderr, flush=True)
     try:
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-                       cwd=target, stdout=sys.stderr, stderr=sys.stderr, timeout=INSTALL_TIMEOUT, check=True)
+        done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--ignore-scripts",
+                               "--loglevel=error"], cwd=target, capture_output=True, text=True,
+                              timeout=INSTALL_TIMEOUT, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise JsSetupError(f"npm install failed (is the npm registry reachable?): {exc}") from None
+        raise JsSetupError(f"npm install did not run to its end: {exc}") from None
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+        raise JsSetupError(f"npm install failed (is the npm registry reachable?): exit "
+                           f"{done.returncode}: {tail}")
     if not installed(target):
         raise JsSetupError(f"npm install finished but {SDK}@{SDK_VERSION} is not in {target}")
     return target
