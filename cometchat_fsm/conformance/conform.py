@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import get_state_machine_test
 
+from .. import places
 from ..script import parse
 from ..specs import Specs, load_specs
 from .driver import (
@@ -308,7 +309,7 @@ def render_markdown(report: ConformReport) -> str:
     hello = report.hello
     who = f"{hello.driver}: {hello.implementation}" if hello else "(no handshake)"
     lines = [f"# Conformance report: {who}", "",
-             f"- date: {report.date}",
+             f"- date: {report.date}; checked by cometchat-fsm {places.version()}",
              f"- driver command: `{' '.join(report.command)}`",
              f"- run: {report.examples} examples, {report.steps} steps in {report.rounds} round(s) of up "
              f"to {report.examples_per_round} examples, seed {report.seed}, {report.seconds:.1f} s "
