@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import hypothesis
+import hypothesis.errors
 from hypothesis import HealthCheck, settings
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import get_state_machine_test
@@ -180,6 +181,7 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
         return report
     hits: Counter[str] = Counter()
     example_hits: Counter[str] = Counter()
+    say(f"starting the driver: {' '.join(command)} (its first answer may take up to {start_timeout:g} s)")
     try:
         hello = handshake(process)
         report.hello = hello
@@ -224,6 +226,8 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
                     test()
             except Divergence as exc:
                 divergence = exc
+            except hypothesis.errors.Unsatisfiable:
+                pass  # every example ran into a known divergence: nothing new to find
             except Exception:
                 if process.broken is not None:  # Hypothesis may wrap it (a flaky or an error group)
                     raise process.broken from None
