@@ -1,9 +1,9 @@
 """`cometchat-fsm conform`: the stateful rules driven through the driver protocol
 (specs/driver-protocol.md) against every driver shipped with the project.
 
-- the Simulation driver conforms (1,000 examples) and so does the live client over the reference
-  server in virtual time (LIVE_CONFORM_EXAMPLES, default 300: 1,000 take about 60 s, over this
-  suite's budget);
+- the Simulation driver conforms (1,000 examples of up to 20 steps) and so does the live client
+  over the reference server in virtual time (LIVE_CONFORM_EXAMPLES, default 300: 1,000 of up to
+  30 steps take about 60 s, over this suite's budget);
 - the real CometChat JavaScript SDK 4.2.0 under Node: `conform` finds and names D1, D5 and D6a,
   each shrunk to at most 8 inputs, and names every rule it could not exercise (skipped, saying
   why, where node or the npm registry is missing);
@@ -41,7 +41,7 @@ def _say(capsys: pytest.CaptureFixture[str], report: ConformReport, name: str) -
 
 
 def test_the_simulation_driver_conforms(capsys: pytest.CaptureFixture[str]) -> None:
-    report = run_conform(SIMULATION, examples=1000, max_rounds=1)
+    report = run_conform(SIMULATION, examples=1000, steps=20, max_rounds=1)
     _say(capsys, report, "simulation driver")
     assert report.error is None and not report.findings, report.findings
     assert report.exit_status == 0
@@ -53,7 +53,7 @@ def test_the_simulation_driver_conforms(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_the_live_client_driver_conforms(capsys: pytest.CaptureFixture[str]) -> None:
-    report = run_conform(LIVE, examples=LIVE_EXAMPLES, max_rounds=1)
+    report = run_conform(LIVE, examples=LIVE_EXAMPLES, steps=20, max_rounds=1)
     _say(capsys, report, "live client driver")
     assert report.error is None and not report.findings, report.findings
     assert report.hello is not None and "latency" not in report.hello.supports
