@@ -140,6 +140,29 @@ def _parser() -> argparse.ArgumentParser:
                             "must exist (default: a temporary file removed on exit; ':memory:' keeps "
                             "it in memory)")
 
+    conform = commands.add_parser(
+        "conform", help="drive an implementation through a driver process and check it rule by rule",
+        description="Run the stateful rules of `check` against a client implementation behind a driver "
+                    "(specs/driver-protocol.md: JSON Lines over the driver's stdin/stdout) and compare it "
+                    "with the documented behaviour after every step; each divergence is shrunk. Exit 0: "
+                    "conforms; 1: divergences; 2: usage error or a driver that broke the protocol.",
+        epilog="Shipped drivers: python -m cometchat_fsm.drivers.simulation | .live | .js_sdk. Example: "
+               "cometchat-fsm conform --examples 200 -- python -m cometchat_fsm.drivers.js_sdk")
+    conform.add_argument("--examples", type=int, default=200, metavar="N",
+                         help="examples per round (default: 200)")
+    conform.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default: 0)")
+    conform.add_argument("--rounds", type=int, default=12, metavar="N",
+                         help="at most N rounds, each looking for one more broken rule (default: 12)")
+    conform.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="longest wait for one answer of the driver (default: 10; its first: 300)")
+    conform.add_argument("--known", default="", metavar="RULES",
+                         help="comma-separated rule IDs already known to diverge: look past them from "
+                              "the start")
+    conform.add_argument("--report", type=Path, default=None, metavar="FILE",
+                         help="also write the report, one row per rule: FILE.md (Markdown) or FILE.json")
+    conform.add_argument("driver", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                         help="the driver's command line, after --")
+
     rules = commands.add_parser(
         "rules", help="write docs/rules.md: every rule of specs/rules.toml and where it is checked",
         description="Generate the readable list of rules from the specs and the checks that cite them.")
@@ -358,6 +381,38 @@ def _check(args: argparse.Namespace) -> int:
     return run_check(profile=args.profile, seed=args.seed, out=sys.stdout)
 
 
+def _conform(args: argparse.Namespace) -> int:
+    """`conform`: progress and the closing summary on stdout, the report to --report."""
+    command = list(args.driver)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        print(f"{PROG} conform: give the driver's command after --, for example: "
+              f"{PROG} conform -- python -m cometchat_fsm.drivers.simulation", file=sys.stderr)
+        return USAGE_ERROR
+    if args.examples < 1 or args.rounds < 1 or not args.timeout > 0:
+        print(f"{PROG} conform: --examples and --rounds must be >= 1, --timeout > 0", file=sys.stderr)
+        return USAGE_ERROR
+    if args.report is not None and args.report.suffix.lower() not in (".md", ".json"):
+        print(f"{PROG} conform: --report must name a .md or .json file", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        from .conformance.conform import render_text, run_conform, write_report
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypothesis":
+            raise
+        print(f"{PROG} conform: needs Hypothesis: pip install 'cometchat-fsm[check]'", file=sys.stderr)
+        return USAGE_ERROR
+    known = frozenset(r.strip() for r in args.known.split(",") if r.strip())
+    report = run_conform(command, examples=args.examples, seed=args.seed, max_rounds=args.rounds,
+                         timeout=args.timeout, known=known, out=sys.stdout)
+    print(render_text(report))
+    if args.report is not None:
+        write_report(report, args.report)
+        print(f"report: {args.report}")
+    return report.exit_status
+
+
 async def _until_interrupted() -> None:
     """Block until Ctrl-C; a seam so that tests can stop `serve` at once."""
     import trio
@@ -450,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
             return _vectors(args)
         if args.command == "rules":
             return _rules(args)
+        if args.command == "conform":
+            return _conform(args)
         return _check(args)
     except CometChatException as exc:
         return _fail("", str(exc))

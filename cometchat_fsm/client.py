@@ -371,6 +371,12 @@ class Client:
         return self._model.phase
 
     @property
+    def credentials_rejected(self) -> bool:
+        """True after the server rejected this login's credentials (D16): until the next login,
+        `connect()` raises ERR_AUTH_REJECTED at once and nothing opens a socket."""
+        return self._model.credentials_rejected()
+
+    @property
     def connected_info(self) -> ConnectedInfo:
         """What the server said about the last connection that opened (D13)."""
         return self._connected_info

@@ -5,8 +5,9 @@ fresh virtual environment in a temporary directory outside the repository, and f
 temporary directory runs `--version`, `check --profile quick`, the README's `simulate` script,
 `diagram` (default place and `--dir`, then `--check`), `vectors --check` on the shipped vectors,
 `vectors DIR` then `vectors --check DIR`, `rules`, `check-trace` on a shipped vector, `demo`,
-and the README's Python examples twice each with one session store. It also checks that nothing
-was written into site-packages. Prints a line per step; exit 0 when all pass, 1 otherwise.
+`conform` against the shipped Simulation driver (and that the JS driver's script ships), and the
+README's Python examples twice each with one session store. It also checks that nothing was
+written into site-packages. Prints a line per step; exit 0 when all pass, 1 otherwise.
 
 Usage: python tools/check_wheel.py [--keep] [--extras check]   (run by `make test`)
        python tools/check_wheel.py --sizes   (also installs base and all extras, prints the sizes)
@@ -136,6 +137,13 @@ def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool, plot: bo
                   "pass:", "check-trace")
     with step("demo (two live clients on loopback)"):
         run([cli, "demo"], cwd=work, env=env)
+    with step("conform against the shipped Simulation driver; the JS driver ships"):
+        driver = [bin_dir / "python", "-m", "cometchat_fsm.drivers.simulation"]
+        expect_in(run([cli, "conform", "--examples", "20", "--", *driver], cwd=work, env=env),
+                  "0 failed", "conform")
+        where = "from cometchat_fsm.drivers import js_sdk; print(js_sdk.DRIVER.is_file())"
+        expect_in(run([bin_dir / "python", "-c", where], cwd=work, env=env), "True",
+                  "driver.mjs in the wheel")
     for index, source in enumerate(examples()):
         with step(f"README example {NAMES[index]}, twice"):
             script = work / f"example_{index}.py"

@@ -1,5 +1,6 @@
 """Conformance: exhaustive exploration of the core, and Hypothesis runs against an oracle read
-from specs/. `run_check` is what `cometchat-fsm check` runs.
+from specs/. `run_check` is what `cometchat-fsm check` runs, `run_conform` what `cometchat-fsm
+conform` runs (the same rules against a driver process, specs/driver-protocol.md).
 
 Hypothesis is an optional dependency (`pip install 'cometchat-fsm[check]'`): only `run_check`
 needs it, so trace checking and the vectors work without it.
@@ -10,9 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .conform import run_conform
     from .runner import run_check
 
-__all__ = ["run_check"]
+__all__ = ["run_check", "run_conform"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from .runner import run_check
 
         return run_check
+    if name == "run_conform":  # `cometchat-fsm conform` as a Python API (conform.py)
+        from .conform import run_conform
+
+        return run_conform
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

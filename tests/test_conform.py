@@ -1,0 +1,134 @@
+"""`cometchat-fsm conform`: the stateful rules driven through the driver protocol
+(specs/driver-protocol.md) against every driver shipped with the project.
+
+- the Simulation driver conforms (1,000 examples of up to 20 steps) and so does the live client
+  over the reference server in virtual time (LIVE_CONFORM_EXAMPLES, default 300: 1,000 of up to
+  30 steps take about 60 s, over this suite's budget);
+- the real CometChat JavaScript SDK 4.2.0 under Node: `conform` finds and names D1, D5 and D6a,
+  each shrunk to at most 8 inputs, and names every rule it could not exercise (skipped, saying
+  why, where node or the npm registry is missing);
+- the checks can fail: a deliberately broken Python driver is caught on D1, and drivers that
+  hang, die or write garbage are reported with the line, within the timeout.
+
+Each run prints its throughput (steps per second through the pipe) past pytest's capture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cometchat_fsm.cli import main
+from cometchat_fsm.conformance.conform import ConformReport, render_markdown, run_conform
+from cometchat_fsm.drivers import js_sdk
+
+HERE = Path(__file__).resolve().parent
+SIMULATION = [sys.executable, "-m", "cometchat_fsm.drivers.simulation"]
+LIVE = [sys.executable, "-m", "cometchat_fsm.drivers.live"]
+LIVE_EXAMPLES = int(os.environ.get("LIVE_CONFORM_EXAMPLES", "300"))
+JS_EXAMPLES = int(os.environ.get("JS_CONFORM_EXAMPLES", "40"))
+
+
+def _say(capsys: pytest.CaptureFixture[str], report: ConformReport, name: str) -> None:
+    with capsys.disabled():
+        print(f"\nconform {name}: {report.examples} examples, {report.steps} steps, "
+              f"{report.rounds} round(s), {report.seconds:.1f} s, {report.steps_per_second:.0f} steps/s "
+              f"through the pipe; findings: {', '.join(f.rule for f in report.findings) or 'none'}")
+
+
+def test_the_simulation_driver_conforms(capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_conform(SIMULATION, examples=1000, steps=20, max_rounds=1)
+    _say(capsys, report, "simulation driver")
+    assert report.error is None and not report.findings, report.findings
+    assert report.exit_status == 0
+    assert report.examples >= 1000
+    passed = {r.rule_id for r in report.rows if r.result == "passed"}
+    assert {"L1", "A1", "A2", "A3", "M1", "M2", "M4", "M5", "E1", "E2", "D1", "D2", "D3", "D4", "D5", "D6",
+            "D6a", "D6b", "D7", "D9", "D10", "D11", "D12"} <= passed
+    assert all(r.why for r in report.rows if r.result == "not exercised")
+
+
+def test_the_live_client_driver_conforms(capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_conform(LIVE, examples=LIVE_EXAMPLES, steps=20, max_rounds=1)
+    _say(capsys, report, "live client driver")
+    assert report.error is None and not report.findings, report.findings
+    assert report.hello is not None and "latency" not in report.hello.supports
+    assert report.examples >= LIVE_EXAMPLES
+    passed = {r.rule_id for r in report.rows if r.result == "passed"}
+    assert {"L1", "A1", "A3", "M1", "D1", "D4", "D5", "D6a", "D7", "D9"} <= passed
+
+
+def test_the_javascript_sdk_breaks_d1_d5_and_d6a(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        js_sdk.ensure_sdk()
+    except js_sdk.JsSetupError as exc:
+        pytest.skip(f"JS SDK driver not run: {exc}")
+    # E1 and D9 (answers only: connect() without a login does nothing, logout() without one fails) are
+    # found first and cost two rounds: looked past here, they are in the committed report.
+    report = run_conform(js_sdk.command(), examples=JS_EXAMPLES, max_rounds=6, known=frozenset({"E1", "D9"}),
+                         until=frozenset({"D1", "D5", "D6a"}))
+    _say(capsys, report, "JS SDK driver")
+    assert report.error is None, report.error
+    assert report.exit_status == 1
+    found = {f.rule: f for f in report.findings}
+    for rule in ("D1", "D5", "D6a"):
+        assert rule in found, f"{rule} not found: {sorted(found)}"
+        assert found[rule].inputs <= 8, found[rule].script
+        assert report.row(rule).result == "failed"
+    assert "disconnect" in found["D1"].script
+    assert "reject on" in found["D5"].script  # connected although the server rejects the auth
+    assert "drop" in found["D6a"].script  # retries after 5 s, where the first retry waits at most 1 s
+    # Inputs the SDK does not have are never drawn, and what needs them is named, not passed.
+    assert report.hello is not None and not {"ping", "background", "offline"} & report.hello.supports
+    for rule in ("M2", "M3", "D2", "D3", "A2", "P1", "D12"):
+        row = report.row(rule)
+        assert row.result == "not exercised" and "does not support" in row.why, row
+    assert all(r.why for r in report.rows if r.result == "not exercised")
+    text = render_markdown(report)
+    assert "| D1 | failed |" in text and "cometchat-fsm simulate" in text
+
+
+def test_a_broken_python_driver_is_caught_on_d1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.json"
+    broken = [sys.executable, str(HERE / "drivers" / "broken_simulation.py")]
+    assert main(["conform", "--examples", "300", "--rounds", "1", "--report", str(out), "--", *broken]) == 1
+    text = capsys.readouterr().out
+    assert "FAIL rule D1" in text and "cometchat-fsm simulate" in text and '"cmd":"disconnect"' in text
+    report = json.loads(out.read_text())
+    assert report["exit_status"] == 1
+    assert [f["rule"] for f in report["findings"]] == ["D1"]
+    finding = report["findings"][0]
+    assert finding["inputs"] <= 4 and "disconnect" in finding["script"]
+    assert next(r for r in report["rules"] if r["rule"] == "D1")["result"] == "failed"
+
+
+@pytest.mark.parametrize(("how", "kind", "shown"), [
+    ("hang", "hang", "no answer within 1 s"),
+    ("die", "died", "giving up"),
+    ("garbage", "malformed", "this is not JSON"),
+    ("wrong-id", "malformed", '"id": 999'),
+])
+def test_a_driver_that_breaks_the_protocol_is_reported_in_bounded_time(how: str, kind: str,
+                                                                      shown: str) -> None:
+    report = run_conform([sys.executable, str(HERE / "drivers" / "misbehaving.py"), how], examples=5,
+                         timeout=1.0, start_timeout=20.0)
+    assert report.exit_status == 2
+    assert report.error is not None and report.error.kind == kind
+    assert shown in str(report.error)
+    assert '"cmd":"reset"' in str(report.error)  # the line it was sent
+    assert report.seconds < 15
+
+
+def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.md"
+    status = main(["conform", "--examples", "20", "--report", str(out), "--", *SIMULATION])
+    text = capsys.readouterr().out
+    assert status == 0
+    assert "rules passed, 0 failed" in text and "steps/s" in text
+    assert out.read_text().startswith("# Conformance report: simulation")
+    assert main(["conform"]) == 2
+    assert main(["conform", "--report", "x.txt", "--", *SIMULATION]) == 2
