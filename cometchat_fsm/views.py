@@ -105,6 +105,11 @@ def _throttling(r: Row, source: Phase) -> bool:
 
 _S = AppSettings(region="eu")  # the documented defaults (specs/constants.toml)
 
+def _main_path(r: Row, source: Phase) -> bool:
+    """The overview leaves out the login again after a rejection (D16): the login diagram has it."""
+    return "credentials_rejected" not in r.when
+
+
 _LOGGED_IN_MAIN = ("idle", "offline", "connecting", "waiting", "live")
 OVERVIEW = View(
     "overview", "CometChat connection lifecycle: overview (triggers only; details in the other diagrams)",
@@ -115,12 +120,12 @@ OVERVIEW = View(
      _n("waiting", "retry pending", P.RECONNECT_WAIT, P.RETRY_WAIT)),
     (_box("logged_in", "logged in", *_LOGGED_IN_MAIN),
      _box("wanting", "wants a connection", "offline", "connecting", "waiting", "live")),
-    lambda r, source: True, detail=False, initial="logged_out",
+    _main_path, detail=False, initial="logged_out",
     notes=("An arrow into a box: where it lands depends on the mode, app state and network.",
            "An arrow from a box leaves every state inside it."))
 
 LOGIN = View(
-    "login", "Login and session restore (L1, L2, D9, D10)",
+    "login", "Login and session restore (L1, L2, D9, D10, D16)",
     (_n("logged_out", "logged_out"), _n("logging_in", "logging_in"), _n("idle", "idle"),
      _n("offline", "offline"), _n("connecting", "connecting")),
     (_box("logged_in", "logged in (any phase)", "idle", "offline", "connecting"),),

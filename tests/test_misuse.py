@@ -302,8 +302,8 @@ CALLS: dict[str, Call] = {
     "messages": lambda c: c.messages(),
 }
 #: Reading what the client knew stays possible after it closed.
-READERS = {"get_connection_status", "get_logged_in_user", "phase", "connected_info", "last_message_id",
-           "open_sockets", "duplicates_dropped", "settings", "app_id"}
+READERS = {"get_connection_status", "get_logged_in_user", "phase", "credentials_rejected", "connected_info",
+           "last_message_id", "open_sockets", "duplicates_dropped", "settings", "app_id"}
 
 
 def test_every_public_method_is_covered() -> None:
