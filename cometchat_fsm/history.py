@@ -38,7 +38,6 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_receiver ON messages (receiver, id);
-CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (sender, id);
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (sent_at);
 CREATE TABLE IF NOT EXISTS forgotten (receiver TEXT PRIMARY KEY, upto INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (uid TEXT PRIMARY KEY);
@@ -101,8 +100,8 @@ class History:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
         if "muid" not in columns:  # a file written before D20
             self._db.execute("ALTER TABLE messages ADD COLUMN muid TEXT")
-        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS messages_by_muid ON messages (sender, muid) "
-                         "WHERE muid IS NOT NULL")
+        # One index serves both the muid rule (D20) and the reading of what a user sent.
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS messages_by_muid ON messages (sender, muid)")
         self._counts: dict[str, int] = {}
         self._last_expiry = -float("inf")
         row = self._db.execute("SELECT max(id) FROM messages").fetchone()
@@ -137,7 +136,7 @@ class History:
     def add(self, sender: str, receiver: str, text: str, sent_at: float,
             muid: str | None = None) -> StoredMessage:
         """Store a message for `receiver` and give it the next id (committed on return). A `muid`
-        already stored for `sender` raises sqlite3.IntegrityError: look it up first (`find`)."""
+        already stored for `sender` raises sqlite3.IntegrityError (then `find` it): D20."""
         cursor = self._db.execute(
             "INSERT INTO messages (receiver, sender, text, sent_at, muid) VALUES (?, ?, ?, ?, ?)",
             (receiver, sender, text, sent_at, muid))

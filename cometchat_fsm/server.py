@@ -27,6 +27,7 @@ import logging
 import math
 import re
 import secrets
+import sqlite3
 import ssl
 import tempfile
 import time
@@ -744,16 +745,19 @@ class ReferenceServer:
                        "message": f"The user {to!r} does not exist."})
             return
         assert conn.uid is not None  # authenticated
-        stored = self.history.find(conn.uid, muid) if muid is not None else None
-        resent = stored is not None
-        if stored is not None:  # D20: a resend; the receiver has it (or gets it by replay) once
-            if (stored.receiver, stored.text) != (to, text):
+        resent = False
+        try:
+            stored = self._store_and_relay(conn.uid, to, text, muid)
+        except sqlite3.IntegrityError:  # D20: this sender stored this muid before: a resend
+            kept = self.history.find(conn.uid, muid) if muid is not None else None
+            if kept is None:
+                raise
+            if (kept.receiver, kept.text) != (to, text):
                 conn.send({"type": "error", "ref": ref, "code": "ERR_MUID_CONFLICT",
                            "message": f"The muid {muid!r} names another message of this sender."})
                 return
-            self.stats.resends += 1
-        else:
-            stored = self._store_and_relay(conn.uid, to, text, muid)
+            self.stats.resends += 1  # the receiver has it (or gets it by replay) once
+            stored, resent = kept, True
         conn.send({"type": "sent", "ref": ref, "id": stored.id, "sent_at": stored.sent_at,
                    "muid": stored.muid, "resent": resent})
 
@@ -771,14 +775,16 @@ class ReferenceServer:
         problem = text_problem(text)
         if problem is not None:
             raise problem.exception(reason=f"a text of {len(text):,} characters")
-        if muid is not None:
-            if not MUID.fullmatch(muid):
-                raise ValueError(f"muid must match {MUID.pattern}, got {muid!r}")
-            kept = self.history.find(sender, muid)
-            if kept is not None:
-                self.stats.resends += 1
-                return kept.id
-        return self._store_and_relay(sender, to, text, muid).id
+        if muid is not None and not MUID.fullmatch(muid):
+            raise ValueError(f"muid must match {MUID.pattern}, got {muid!r}")
+        try:
+            return self._store_and_relay(sender, to, text, muid).id
+        except sqlite3.IntegrityError:
+            kept = self.history.find(sender, muid) if muid is not None else None
+            if kept is None:
+                raise
+            self.stats.resends += 1
+            return kept.id
 
     def _store_and_relay(self, sender: str, to: str, text: str, muid: str | None = None) -> StoredMessage:
         self._last_sent_at = sent_at = max(self._last_sent_at, self.history.now())
