@@ -402,7 +402,9 @@ class Client:
 
     @property
     def last_message_id(self) -> int | None:
-        """The id of the last message handed to the app: replay resumes after it (D13)."""
+        """The id of the last message put in the inbox for the app (None before any): the next
+        socket's replay resumes after it (D13). The stored place may be earlier: it follows
+        what the app took (D21)."""
         return self._last_id
 
     @property
@@ -1081,10 +1083,10 @@ class Client:
             self._apply(SessionRestored(stored.uid))  # L2
 
     def _close(self) -> None:
-        """The app exits: sockets and timers end; listeners hear nothing more. The stored session
-        keeps the place of the last message the app took from messages() (of the last one
-        received, for an app that never reads them), so that the next run resumes after it and
-        replays what was left unread (D13)."""
+        """The app exits: sockets and timers end; waiting sends and fetches fail; listeners hear
+        nothing more. The stored session and the user's place keep the last message the app
+        took from messages() (the last one received if the inbox is empty), so that the next
+        run resumes after it and replays what was left unread (D13, D19, D21)."""
         user, token = self._model.user, self._token
         place_id = self._place()
         if user is not None and token is not None and place_id is not None \
