@@ -28,6 +28,7 @@ class DeadLink(trio.abc.Stream):
         self._stream = stream
         self.deaf = False  # nothing from the server reaches the client
         self.mute = False  # nothing from the client reaches the server
+        self.stalled = False  # the client's writes block (a full send buffer), until it closes
 
     @property
     def dead(self) -> bool:
@@ -38,6 +39,8 @@ class DeadLink(trio.abc.Stream):
         self.mute |= to_server
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.stalled:
+            await trio.sleep_forever()
         if not self.mute:
             await self._stream.send_all(data)
 
@@ -71,6 +74,12 @@ class DeadLinks:
 
     def connector(self, server: ReferenceServer) -> Connector:
         return memory_connector(server, wrap=self._wrap)
+
+    def stall(self) -> int:
+        """Make the client's writes on the links opened so far block; return how many."""
+        for link in self.links:
+            link.stalled = True
+        return len(self.links)
 
     def kill(self, *, to_client: bool = True, to_server: bool = True) -> int:
         """Kill (both ways, or one) the links opened so far; return how many. Later links work."""

@@ -255,6 +255,43 @@ async def test_d20_a_call_waiting_on_a_socket_that_closes_fails_at_once(
                 assert failed.value.code == "ERR_FETCH_INTERRUPTED"
 
 
+async def test_d20_a_send_that_never_left_says_so(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Two sends in flight on a link whose writes block: the first frame is being written (the
+    server may have it), the second never left the client; the close fails both at once, each
+    saying which (`may_be_stored`), and sending both again with their muids stores each once."""
+    links = DeadLinks()
+    with trio.fail_after(BOUND):
+        async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
+                client(server, tmp_path, connector=links.connector(server)) as alice:
+            await alice.login("alice", auth_key=server.auth_key)
+            await settle()
+            links.stall()
+            failures: dict[str, SendFailed] = {}
+
+            async def send(muid: str) -> None:
+                with pytest.raises(SendFailed) as failed:
+                    await alice.send_message("bob", muid, muid=muid)
+                failures[muid] = failed.value
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send, "first")
+                await settle()
+                nursery.start_soon(send, "second")
+                await settle()
+                lost_at = trio.current_time()
+                alice.network_lost()
+            assert trio.current_time() - lost_at < 0.1
+            assert [(m, f.code, f.may_be_stored) for m, f in sorted(failures.items())] == [
+                ("first", "ERR_SEND_INTERRUPTED", True), ("second", "ERR_SEND_INTERRUPTED", False)]
+            assert "has not stored it" in failures["second"].details
+            alice.network_restored()
+            await until(lambda: alice.get_connection_status() is ConnectionStatus.CONNECTED)
+            again = [await alice.send_message("bob", m, muid=m) for m in ("first", "second")]
+            again += [await alice.send_message("bob", m, muid=m) for m in ("first", "second")]
+            assert [m.id for m in again[2:]] == [m.id for m in again[:2]] and server.stats.resends == 2
+
+
 # --- D21: bounded memory, nothing lost; dead sockets cut; the place kept up to date --------------
 
 def _client_bytes() -> int:
