@@ -17,13 +17,21 @@ its default) on 127.0.0.1. In this process two managed clients: `u0` (auto mode)
 
 Both are checked, not only timed: u1 must receive exactly the N ids in send order with no
 duplicate, and the reconnect must say `resumed` with no gap (N is within the default replay
-window of 10,000 messages). The median of the rounds is reported; exit 1 if a check fails.
+window of 10,000 messages). The median of the rounds is reported, beside the figures this bench
+measured before rules D19-D21 (BEFORE_*); exit 1 if a check fails.
+
+Then once, a skipped backlog (rule D21, `--backlog B`, default 50,000): u1 stays connected but
+its app stops taking messages while u0 sends B; u1's client keeps at most `inbox_limit` (1,000)
+and pauses the server; then the app reads again. Backlog rate = B / (time from the app's
+resuming to the last message received); checked: exactly the B ids, in order, on the same
+connection (no reconnect).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import platform
 import statistics
@@ -44,6 +52,9 @@ from live import SERVER_MAX_LIFETIME, Control
 from cometchat_fsm import AppSettings, Client, ConnectedInfo, Message, open_client
 
 IN_FLIGHT = 64  # send_message calls awaiting their acknowledgement at once
+#: This bench's medians before D19-D21 (muid, bounded inbox, per-user places), same machine.
+BEFORE_REPLAY = 34_171  # msg/s
+BEFORE_LIVE = 5_763  # msg/s
 ROUND_LIMIT = 120.0  # seconds: one round (live + replay) never takes longer
 SERVER_READY_LIMIT = 60.0
 
@@ -56,9 +67,12 @@ class Inbox:
         self.times: list[float] = []
         self._want = 0
         self._reached = trio.Event()
+        self.taking = trio.Event()  # cleared: the app takes nothing (D21's backlog)
+        self.taking.set()
 
     async def run(self, client: Client) -> None:
         async for message in client.messages():
+            await self.taking.wait()
             self.ids.append(message.id)
             self.times.append(time.monotonic())
             if len(self.ids) >= self._want:
@@ -101,8 +115,9 @@ def check(ok: bool, what: str, problems: list[str]) -> None:
         problems.append(what)
 
 
-async def measure(url: str, auth_key: str, n: int, rounds: int, store: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {"live": [], "replay": [], "accepted": [], "first": [], "problems": []}
+async def measure(url: str, auth_key: str, n: int, rounds: int, store: Path, backlog: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"live": [], "replay": [], "accepted": [], "first": [], "problems": [],
+                               "backlog": math.nan}
     problems: list[str] = results["problems"]
     async with open_client("bench-sender", AppSettings(region="eu"), url=url, store=store) as alice, \
             open_client("bench-receiver", AppSettings(region="eu", auto_establish_socket_connection=False),
@@ -150,12 +165,37 @@ async def measure(url: str, auth_key: str, n: int, rounds: int, store: Path) -> 
                 print(f"  round {r + 1}: live {n / results['live'][-1]:8.0f} msg/s, replay "
                       f"{n / results['replay'][-1]:8.0f} msg/s ({results['replay'][-1]:.2f} s to the last)",
                       flush=True)
+        if backlog:
+            with trio.fail_after(ROUND_LIMIT * 3):
+                await backlog_round(alice, bob, inbox, infos, backlog, results)
         await trio.sleep(0.2)
         check(bob.duplicates_dropped == 0, f"{bob.duplicates_dropped} duplicates reached the client",
               problems)
         check(len(inbox.ids) == len(set(inbox.ids)), "a message was delivered twice", problems)
         nursery.cancel_scope.cancel()
     return results
+
+
+async def backlog_round(alice: Client, bob: Client, inbox: Inbox, infos: Infos, b: int,
+                        results: dict[str, Any]) -> None:
+    """D21: the app stops taking while b arrive, then reads them all back."""
+    problems: list[str] = results["problems"]
+    infos.last = None
+    inbox.taking = trio.Event()
+    await trio.sleep(0.2)  # the app is waiting at its gate
+    before = len(inbox.ids)
+    t0 = time.monotonic()
+    sent = await send_many(alice, "u1", b, "backlog")
+    print(f"  backlog: {b} sent in {time.monotonic() - t0:.1f} s while the app took nothing", flush=True)
+    arrived = inbox.expect(before + b)  # the app holds the first at its gate, noted once it goes on
+    t0 = time.monotonic()
+    inbox.taking.set()
+    await arrived.wait()
+    results["backlog"] = inbox.times[-1] - t0
+    check(inbox.ids[before:] == [m.id for m in sent], "backlog: not exactly the messages sent, in order",
+          problems)
+    check(infos.last is None, "backlog: the client reconnected", problems)
+    print(f"  backlog: {b} read back at {b / results['backlog']:8.0f} msg/s", flush=True)
 
 
 async def quit_server(control_url: str) -> dict[str, Any]:
@@ -173,10 +213,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=10_000, help="messages per measurement (default 10,000)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of live + replay (default 3)")
+    ap.add_argument("--backlog", type=int, default=50_000,
+                    help="messages of the skipped backlog read back once (D21; default 50,000; 0: none)")
     args = ap.parse_args()
-    n, rounds = args.messages, args.rounds
-    if n < 1 or rounds < 1:
-        ap.error("--messages and --rounds must be at least 1")
+    n, rounds, backlog = args.messages, args.rounds, args.backlog
+    if n < 1 or rounds < 1 or backlog < 0:
+        ap.error("--messages and --rounds must be at least 1, --backlog at least 0")
     started = time.perf_counter()
     print(f"cometchat-fsm replay bench: Python {platform.python_version()}, trio {version('trio')}, "
           f"trio-websocket {version('trio-websocket')}, {os.cpu_count()} CPUs, 127.0.0.1 only")
@@ -188,7 +230,8 @@ def main() -> int:
                                "--lifetime", str(SERVER_MAX_LIFETIME))
         try:
             ready = server.wait_ready(SERVER_READY_LIMIT)
-            results = trio.run(measure, ready["url"], server.auth_key, n, rounds, Path(tmp) / "store")
+            results = trio.run(measure, ready["url"], server.auth_key, n, rounds, Path(tmp) / "store",
+                               backlog)
             stats = trio.run(quit_server, ready["control"])
         finally:
             server.stop()
@@ -199,11 +242,16 @@ def main() -> int:
     server_stats = stats
     print(f"\nmedian of {rounds} rounds, {n} messages each:")
     print(f"  live delivery (u1 connected, sender acked per message): {n / live:8.0f} msg/s "
-          f"({live:.2f} s from the first send to the last arrival)")
+          f"({live:.2f} s from the first send to the last arrival; before D19-D21: {BEFORE_LIVE:,})")
     print(f"  replay after a reconnect ({n} missed):                 {n / replay:8.0f} msg/s "
-          f"({replay:.2f} s from connect() to the last replayed message;\n"
+          f"(before D19-D21: {BEFORE_REPLAY:,};\n"
+          f"  {replay:.2f} s from connect() to the last replayed message;\n"
           f"  {accepted * 1000:.1f} ms to the auth accepted, {first * 1000:.1f} ms to the first replayed "
           "message)")
+    if backlog:
+        rate = backlog / results["backlog"]
+        print(f"  skipped backlog read back ({backlog}, D21):                {rate:8.0f} msg/s "
+              f"({results['backlog']:.2f} s from the app's resuming to the last message)")
     print(f"  replay / live rate: {live / replay:.2f}x")
     if server_stats:
         print(f"  server: relayed {server_stats.get('messages_relayed')}, replayed "
@@ -213,6 +261,13 @@ def main() -> int:
     print(f"| replay rate, {n} missed | {n / replay:.0f} msg/s ({replay:.2f} s to the last) | "
           f"exactly the {n}, in order, no gap: {verdict} |")
     print(f"| live delivery rate | {n / live:.0f} msg/s | exactly the {n}, in order: {verdict} |")
+    print(f"| replay rate before D19-D21 | {BEFORE_REPLAY} msg/s | (earlier run) |")
+    print(f"| live delivery rate before D19-D21 | {BEFORE_LIVE} msg/s | (earlier run) |")
+    if backlog:
+        rate = backlog / results["backlog"]
+        print(f"| skipped backlog read back, {backlog} (D21) | {rate:.0f} msg/s "
+              f"({results['backlog']:.2f} s) | "
+              f"exactly the {backlog}, in order, one connection: {verdict} |")
     for problem in results["problems"]:
         print(f"FAILED: {problem}")
     print(f"({time.perf_counter() - started:.1f} s)")

@@ -10,11 +10,17 @@ What it does
     every client does seeded random inputs at random moments (exponential pauses, mean 2 s):
     `send_message` to a random other user (the most common), `ping`, `enter_background` /
     `enter_foreground`, `network_lost` / `network_restored`, `connect` / `disconnect`,
-    `fetch_messages`. Meanwhile the server is faulted at random moments (mean 0.5 s apart):
-    `drop` of 1 to 3 users, `silence` of a user (its sockets cut 3 to 25 s later), `throttle` of
-    a user (lifted 1 to 10 s later), `overload` with a retry-after hint for 0.5 to 3 s, and two
-    full `restart`s (every connection closed with 1001) at 10% and 60% of the run. Every call
-    is bounded: one still running after 20 s counts as hung.
+    `fetch_messages`, and for the message layer (D19-D21): `switch` (the app logs in as its other
+    user `v<i>`, by logout then login or directly, and later back: `u<i>`'s unread messages must
+    never reach `v<i>`'s app, and come again when `u<i>` is back), `resend` (sends that failed go
+    out again with their muids until acknowledged; the receiver must get each once), and a slow
+    reader in one app of five (20 ms per message, an inbox of 3, and `stall`s of 5 to 19 s in
+    which its app takes nothing, so that its client pauses the server and reads back).
+    Meanwhile the server is faulted at random moments (mean 0.5 s apart): `drop` of 1 to 3 users,
+    `silence` of a user (its sockets cut 3 to 25 s later), `throttle` of a user (lifted 1 to 10 s
+    later), `overload` with a retry-after hint for 0.5 to 3 s, and two full `restart`s (every
+    connection closed with 1001) at 10% and 60% of the run. Every call is bounded: one still
+    running after 20 s counts as hung.
 
     At the end the faults are lifted, every client is brought to the foreground, online and
     connected, the run waits (bounded) until every acknowledged message has reached its app and
@@ -44,7 +50,9 @@ What it does
       input and fault has run) and again at the end (after the heal and the replay, all N
       clients still open): growth must stay under 10%.
 
-    It ends with the table `| target | wanted | measured | verdict |`.
+    It ends with the line `N lost, N duplicated, N misdelivered, N leaked` (misdelivered: yielded
+    while its receiver was not the user logged in, D19; leaked: tasks, descriptors and server
+    sockets over the baseline) and the table `| target | wanted | measured | verdict |`.
 
 How to run
     make soak                                  # 1,000 clients, 110 s of chaos: ~2 min in all
@@ -67,6 +75,7 @@ How to run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import itertools
 import json
@@ -95,9 +104,9 @@ from common import ServerProcess, exit_status, verdict_table  # noqa: E402
 from soak_server import ServerOps, open_fds, rss_mib  # noqa: E402
 
 from cometchat_fsm.client import Client, ConnectedInfo, Connector, Message, open_client  # noqa: E402
-from cometchat_fsm.errors import CometChatException  # noqa: E402
+from cometchat_fsm.errors import CometChatException, SendFailed  # noqa: E402
 from cometchat_fsm.settings import AppSettings  # noqa: E402
-from cometchat_fsm.states import ConnectionStatus  # noqa: E402
+from cometchat_fsm.states import ConnectionStatus, Phase  # noqa: E402
 
 GROWTH_TARGET = 0.10  # RSS growth after warm-up, both processes
 HARD_LIMIT = 290.0  # seconds: the whole run, server start to report
@@ -108,9 +117,14 @@ AUTO = AppSettings("us")
 MANUAL = AppSettings("us", auto_establish_socket_connection=False)
 LIVE_STATUSES = (ConnectionStatus.CONNECTED, ConnectionStatus.FEATURE_THROTTLED)
 
-#: One client's inputs and their weights (some adjusted to its state in `Soak._pick`).
+#: One client's inputs and their weights (some adjusted to its state in `Soak._pick`). `switch`
+#: logs the app in as its other user (D19), `resend` sends again, with their muids, the sends that
+#: failed (D20), `stall` stops a slow reader's app from taking messages for a while (D21).
 INPUTS = {"send": 6.0, "ping": 1.0, "enter_background": 1.0, "enter_foreground": 0.2,
-          "network_lost": 0.6, "network_restored": 0.2, "connect": 0.4, "disconnect": 0.3, "fetch": 0.3}
+          "network_lost": 0.6, "network_restored": 0.2, "connect": 0.4, "disconnect": 0.3, "fetch": 0.3,
+          "switch": 0.2, "resend": 0.5, "stall": 0.3}
+#: Share of the apps that read slowly (SLOW_READ s per message, and `stall`s) with a small inbox.
+SLOW_SHARE, SLOW_READ, SLOW_INBOX = 0.2, 0.02, 3
 FAULTS = {"drop": 5.0, "silence": 2.0, "throttle": 2.0, "overload": 1.0}
 
 
@@ -168,11 +182,15 @@ class RemoteControl:
 class Peer:
     """One app: its client, its user, its random inputs, what its listener and inbox saw."""
 
-    __slots__ = ("client", "connections", "fg", "gaps", "head", "i", "logged_in", "manual", "online",
-                 "received", "rng", "uid")
+    __slots__ = ("alt", "client", "connections", "fg", "gaps", "head", "i", "logged_in", "manual", "online",
+                 "pending", "reading", "received", "rng", "slow", "uid")
 
-    def __init__(self, i: int, manual: bool, seed: int) -> None:
-        self.i, self.uid, self.manual = i, f"u{i}", manual
+    def __init__(self, i: int, manual: bool, seed: int, slow: bool = False) -> None:
+        self.i, self.uid, self.manual, self.slow = i, f"u{i}", manual, slow
+        self.alt = False  # logged in as its other user `v<i>` (D19), who is sent nothing
+        self.pending: list[tuple[int, str]] = []  # (ledger index, muid) of failed sends (D20)
+        self.reading = trio.Event()  # cleared while a slow reader stalls (D21)
+        self.reading.set()
         self.rng = random.Random(seed * 1_000_003 + i)
         self.client: Client | None = None
         self.logged_in = False
@@ -180,6 +198,7 @@ class Peer:
         self.fg = self.online = True  # what the app last told the client
         self.connections = 0
         self.gaps: list[tuple[int, int]] = []  # (missed_after, missed_through) from on_connected(info)
+        # Gaps are only ever reported for u<i>'s connections: v<i> is sent nothing.
         self.received = array("q")  # message ids, in the order the app read them
 
     def on_connected(self, info: ConnectedInfo) -> None:  # the connection listener (D13 form)
@@ -202,6 +221,7 @@ class Ledger:
     #: > 0 the acknowledged id; 0 unknown (timed out or cut); -1 refused before it left.
     outcome: array[int] = field(default_factory=lambda: array("q"))
     delivered: bytearray = field(default_factory=bytearray)  # 1 once the receiver's app got it
+    first_id: array[int] = field(default_factory=lambda: array("q"))  # the id it was first delivered as
     acked = 0
     received = 0
     unexpected: Counter[str] = field(default_factory=Counter)  # what arrived and should not have
@@ -212,6 +232,7 @@ class Ledger:
         self.receiver.append(receiver)
         self.outcome.append(0)
         self.delivered.append(0)
+        self.first_id.append(0)
         return len(self.outcome) - 1
 
     def receive(self, peer: Peer, message: Message) -> None:
@@ -232,6 +253,9 @@ class Ledger:
         outcome = self.outcome[idx]
         if how == "delivered":
             self.delivered[idx] = 1
+            if self.first_id[idx] and self.first_id[idx] != message.id:
+                self.unexpected["delivered: twice under two ids (a resend stored again)"] += 1
+            self.first_id[idx] = message.id
         if self.receiver[idx] != peer.i or message.receiver != peer.uid:
             self.unexpected[f"{how}: to another user"] += 1
         elif message.sender != f"u{self.sender[idx]}":
@@ -254,7 +278,8 @@ class Soak:
         self.measure_memory, self.progress = measure_memory, progress
         rng = random.Random(plan.seed)
         manual = set(rng.sample(range(plan.clients), round(plan.clients * plan.manual_share)))
-        self.peers = [Peer(i, i in manual, plan.seed) for i in range(plan.clients)]
+        slow = set(rng.sample(range(plan.clients), round(plan.clients * SLOW_SHARE)))
+        self.peers = [Peer(i, i in manual, plan.seed, i in slow) for i in range(plan.clients)]
         self.fault_rng = random.Random(plan.seed * 7_919 + 1)
         self.ledger = Ledger()
         self.inputs: Counter[str] = Counter()
@@ -275,7 +300,8 @@ class Soak:
     # --- one client's life --------------------------------------------------------------------
 
     def _settings(self, peer: Peer) -> AppSettings:
-        return MANUAL if peer.manual else AUTO
+        settings = MANUAL if peer.manual else AUTO
+        return dataclasses.replace(settings, inbox_limit=SLOW_INBOX) if peer.slow else settings
 
     async def _hold(self, peer: Peer, slots: trio.Semaphore) -> None:
         """Open the client, log in (and connect, in manual mode), read its messages until closing."""
@@ -309,7 +335,13 @@ class Soak:
 
     async def _read(self, peer: Peer, client: Client) -> None:
         async for message in client.messages():
+            now = client.get_logged_in_user()
+            if now is None or now.uid != message.receiver:  # D19
+                self.ledger.unexpected["delivered: to a user not logged in"] += 1
             self.ledger.receive(peer, message)
+            if peer.slow:
+                await trio.sleep(SLOW_READ)
+                await peer.reading.wait()
 
     # --- random inputs ------------------------------------------------------------------------
 
@@ -322,7 +354,10 @@ class Soak:
         if not peer.live and peer.manual and rng.random() < 0.3:
             return "connect"
         names = list(INPUTS)
-        return rng.choices(names, weights=[INPUTS[n] for n in names])[0]
+        kind = rng.choices(names, weights=[INPUTS[n] for n in names])[0]
+        if peer.alt and kind in ("send", "resend"):  # sends go out as u<i> only
+            return "switch" if rng.random() < 0.3 else "ping"
+        return kind
 
     async def _act(self, peer: Peer, kind: str) -> None:
         client, rng = peer.client, peer.rng
@@ -331,14 +366,20 @@ class Soak:
             other = rng.randrange(self.plan.clients - 1)
             other += other >= peer.i
             idx = self.ledger.new(peer.i, other)
-            try:
-                sent = await client.send_message(f"u{other}", f"m{idx}")
-            except CometChatException as exc:
-                if exc.code == "ERR_NO_WEBSOCKET_CONNECTION":  # refused before anything left
-                    self.ledger.outcome[idx] = -1
-                raise
-            self.ledger.outcome[idx] = sent.id
-            self.ledger.acked += 1
+            await self._send(peer, client, idx, f"m{idx}-{peer.i}")
+        elif kind == "resend":  # D20: the failed ones again, with their muids
+            while peer.pending:
+                idx, muid = peer.pending.pop(0)
+                await self._send(peer, client, idx, muid)  # a failure puts it back, and ends the input
+        elif kind == "switch":  # D19: by logout then login, or by a login as the other user
+            if rng.random() < 0.5:
+                await client.logout()
+            await self._switch(peer, client, not peer.alt)
+        elif kind == "stall":
+            if peer.slow:
+                peer.reading = trio.Event()
+                await trio.sleep(rng.uniform(5.0, 19.0))  # within the action bound
+                peer.reading.set()
         elif kind == "fetch":
             after = max(0, (client.last_message_id or 0) - rng.randrange(1, 50))
             for message in await client.fetch_messages(after, rng.randrange(1, 30)):
@@ -352,6 +393,30 @@ class Soak:
                 peer.online = kind == "network_restored"
         else:  # ping, connect, disconnect
             await getattr(client, kind)()
+
+    async def _send(self, peer: Peer, client: Client, idx: int, muid: str) -> None:
+        other = self.ledger.receiver[idx]
+        try:
+            sent = await client.send_message(f"u{other}", f"m{idx}", muid=muid)
+        except SendFailed as exc:  # cut or unanswered: maybe stored; the same muid is safe (D20)
+            peer.pending.append((idx, exc.muid))
+            raise
+        except CometChatException as exc:
+            if exc.code == "ERR_NO_WEBSOCKET_CONNECTION":  # refused before anything left
+                peer.pending.append((idx, muid))  # sent again later all the same
+            raise
+        if self.ledger.outcome[idx] <= 0:
+            self.ledger.acked += 1
+        elif self.ledger.outcome[idx] != sent.id:
+            self.ledger.unexpected["resend: acknowledged under another id"] += 1
+        self.ledger.outcome[idx] = sent.id
+
+    async def _switch(self, peer: Peer, client: Client, alt: bool) -> None:
+        """Log the app in as `v<i>` (alt) or back as `u<i>`; manual mode connects again."""
+        await client.login(f"v{peer.i}" if alt else peer.uid, auth_key=self.auth_key)
+        peer.alt = alt
+        if peer.manual:
+            await client.connect()
 
     async def _call(self, peer: Peer, kind: str) -> None:
         """One input, bounded; what it raised is counted by kind."""
@@ -542,7 +607,28 @@ class Soak:
             peer.client.enter_foreground()
             peer.client.network_restored()
             peer.fg = peer.online = True
+            peer.reading.set()
         slots = trio.Semaphore(100)
+
+        async def home(peer: Peer) -> None:
+            """Back to u<i> (D19: its place was kept), for the messages it was sent meanwhile."""
+            client = peer.client
+            assert client is not None
+            for _ in range(10):
+                user = client.get_logged_in_user()
+                if user is not None and user.uid == peer.uid and client.phase is not Phase.LOGGING_IN:
+                    return
+                async with slots:
+                    with trio.move_on_after(plan.action_limit):
+                        try:
+                            await self._switch(peer, client, False)
+                        except CometChatException:
+                            await trio.sleep(0.5)
+
+        with trio.move_on_after(plan.heal_limit):
+            async with trio.open_nursery() as nursery:
+                for peer in self.peers:
+                    nursery.start_soon(home, peer)
 
         async def connect(peer: Peer) -> None:
             async with slots:
@@ -558,6 +644,18 @@ class Soak:
                         while not all(p.live for p in self.peers):
                             await trio.sleep(0.05)
         out["live_after_heal"] = sum(p.live for p in self.peers)
+
+        async def resend(peer: Peer) -> None:  # D20: what failed, again with its muid, until acked
+            async with slots:
+                while peer.pending and peer.live:
+                    await self._call(peer, "resend")
+                    await trio.sleep(0.05)  # a send refused at once must not spin
+
+        with trio.move_on_after(plan.heal_limit):
+            async with trio.open_nursery() as nursery:
+                for peer in self.peers:
+                    nursery.start_soon(resend, peer)
+        out["unsent_after_heal"] = sum(len(p.pending) for p in self.peers)
         out["heal_s"] = trio.current_time() - start
         self._say(f"heal: faults lifted, {out['live_after_heal']} of {plan.clients} connected in "
                   f"{out['heal_s']:.1f} s")
@@ -640,6 +738,8 @@ def verdicts(out: dict[str, Any], *, memory: bool) -> list[tuple[str, str, str, 
          out.get("duplicates") == 0 and out.get("disorder") == 0),
         ("unexpected deliveries (never sent, wrong user, altered)", "0", f"{unexpected}", unexpected == 0
          and "unexpected" in out),
+        ("sends failed and never acknowledged after resending with their muids (D20)", "0",
+         f"{out.get('unsent_after_heal', math.nan)}", out.get("unsent_after_heal") == 0),
         ("gaps reported (replay window larger than the run: none expected)", "0",
          f"{out.get('gaps', math.nan)} ({out.get('in_gaps', 0)} messages inside)", out.get("gaps") == 0),
         ("API calls hung (> action bound) or raising a non-CometChat error", "0",
@@ -675,6 +775,22 @@ def verdicts(out: dict[str, Any], *, memory: bool) -> list[tuple[str, str, str, 
     return rows
 
 
+def summary(out: dict[str, Any]) -> dict[str, int]:
+    """The four headline counts: lost, duplicated, misdelivered (D19), leaked."""
+    unexpected = out.get("unexpected", {})
+    base, after = out.get("base", {}), out.get("after", {})
+    sb, sa = out.get("server_base", {}), out.get("server_after", {})
+    leaked = sum(max(0, now.get(key, 0) - then.get(key, 0))
+                 for now, then in ((after, base), (sa, sb)) for key in ("tasks", "fds"))
+    leaked += sa.get("open_sockets", 0) + sa.get("active", 0)
+    return {
+        "lost": out.get("lost", -1) + out.get("unsent_after_heal", 0),
+        "duplicated": out.get("duplicates", -1) + sum(v for k, v in unexpected.items() if "twice" in k),
+        "misdelivered": sum(v for k, v in unexpected.items() if "another user" in k or "not logged in" in k),
+        "leaked": leaked,
+    }
+
+
 def print_report(out: dict[str, Any], rows: list[tuple[str, str, str, bool]]) -> list[str]:
     def line(name: str, data: dict[str, int]) -> None:
         items = ", ".join(f"{k} {v}" for k, v in sorted(data.items(), key=lambda kv: -kv[1]))
@@ -708,6 +824,12 @@ def print_report(out: dict[str, Any], rows: list[tuple[str, str, str, bool]]) ->
         line("unexpected deliveries", out["unexpected"])
     if out.get("lost_examples"):
         print(f"  lost, for example: {'; '.join(out['lost_examples'])}")
+    counts = summary(out)
+    print(f"  D19-D21: {out.get('inputs', {}).get('switch', 0)} user switches, "
+          f"{out.get('inputs', {}).get('resend', 0)} resend inputs ({s.get('resends', 0)} sends the server "
+          f"already had), {s.get('pauses', 0)} inbox pauses, {s.get('idle_closed', 0)} idle sockets cut")
+    print(f"\n{counts['lost']} lost, {counts['duplicated']} duplicated, "
+          f"{counts['misdelivered']} misdelivered, {counts['leaked']} leaked")
     return verdict_table(rows)
 
 

@@ -2,11 +2,12 @@
 
 Started by bench/soak.py (not meant to be run by hand). It serves
 `cometchat_fsm.server.serve_reference` on 127.0.0.1 (a free port) with the users `u0` ..
-`u{N-1}`, the given auth key, its SQLite history in the given file and a replay window far
-larger than the run (so that no reconnect should ever be told of a gap); then it serves a
-control WebSocket on another loopback port (JSON commands, one answer each, see `ServerOps`),
-prints one line `READY {"url": ..., "control": ...}` and runs until the control command `quit`
-or `--lifetime` seconds, whichever comes first.
+`u{N-1}` (and `v0` .. `v{N-1}`, whom the apps switch to: D19), the given auth key, its SQLite
+history in the given file and a replay window far larger than the run (so that no reconnect
+should ever be told of a gap); then it serves a control WebSocket on another loopback port
+(JSON commands, one answer each, see `ServerOps`), prints one line
+`READY {"url": ..., "control": ...}` and runs until the control command `quit` or `--lifetime`
+seconds, whichever comes first.
 
 `ServerOps` is also what tests/test_soak.py drives in-process (the same commands on a server
 in virtual time), so both runs fault and count the server the same way.
@@ -93,6 +94,7 @@ class ServerOps:
             "fetches": s.fetches, "dropped": s.dropped, "overloaded": s.overloaded,
             "restarts": s.restarts, "keepalives": s.keepalives_answered, "pings": s.pings_received,
             "frames_rejected": sum(s.frames_rejected.values()),
+            "resends": s.resends, "pauses": s.pauses, "idle_closed": s.idle_closed,
         }
 
     async def call(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -128,8 +130,13 @@ class ServerOps:
         return {"error": f"unknown command {cmd!r}"}
 
 
+def soak_users(clients: int) -> list[str]:
+    """Each app's user `u<i>` and the other user `v<i>` it switches to now and then (D19)."""
+    return [f"{kind}{i}" for kind in "uv" for i in range(clients)]
+
+
 async def main(args: argparse.Namespace) -> None:
-    uids = [f"u{i}" for i in range(args.users)]
+    uids = soak_users(args.users)
     stop = trio.Event()
     with trio.move_on_after(args.lifetime):  # never outlives the soak, even if left behind
         async with serve_reference("127.0.0.1", 0, auth_key=args.auth_key, users=uids,
@@ -151,7 +158,7 @@ async def main(args: argparse.Namespace) -> None:
                 except trio_websocket.ConnectionClosed:
                     pass
 
-            await serve_control(nursery, handle, server.url, users=len(uids))
+            await serve_control(nursery, handle, server.url, users=args.users)
             await stop.wait()
             nursery.cancel_scope.cancel()
 

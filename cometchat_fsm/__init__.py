@@ -2,7 +2,7 @@
 machine (`lifecycle`), a virtual-time `Simulation` over it, and conformance checks."""
 
 from .client import Client, ConnectedInfo, Message, User, open_client
-from .errors import CometChatException
+from .errors import CometChatException, SendFailed
 from .events import Timer
 from .history import Retention
 from .model import ClientModel
@@ -25,6 +25,7 @@ __all__ = [
     "Phase",
     "ReferenceServer",
     "Retention",
+    "SendFailed",
     "Simulation",
     "Timer",
     "User",

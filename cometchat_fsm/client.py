@@ -16,7 +16,9 @@ import logging
 import math
 import os
 import re
+import secrets
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -98,6 +100,10 @@ LOGIN_PATH = "/v1/login"
 SOCKET_PATH = "/v1/socket"
 #: How long a close the client starts may wait for the server's answer (then the stream is cut).
 CLOSE_TIMEOUT = 2.0
+#: A message's client-made id (D20): letters, digits, '_', '.', ':', '-', at most 100.
+MUID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+#: The stored place (D13) is written at most this many seconds behind what the app took (D21).
+PLACE_WRITE_INTERVAL = 1.0
 
 #: Opens a WebSocket to a resource path of the server; the connection lives as long as the
 #: context. The default dials the URL; tests pass one over in-memory streams.
@@ -111,11 +117,16 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """A message as the server stored it: `id` (server-assigned, increasing), `sender` and
+    `receiver` uids, `text`, `sent_at` (seconds since the epoch, server clock), and `muid`, the
+    sender's own id of it (D20; None for a message sent without one)."""
+
     id: int
     sender: str
     receiver: str
     text: str
     sent_at: float
+    muid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +197,8 @@ def _shown(value: object) -> str:
 
 def _message(frame: dict[str, Any]) -> Message:
     return Message(_field(frame, "id", int), _field(frame, "sender", str), _field(frame, "receiver", str),
-                   _field(frame, "text", str), _time(frame, "sent_at"))
+                   _field(frame, "text", str), _time(frame, "sent_at"),
+                   _field(frame, "muid", str) if frame.get("muid") is not None else None)
 
 
 def _time(frame: dict[str, Any], name: str) -> float:
@@ -201,6 +213,7 @@ _SEND_ERROR_DETAILS = {
     "ERR_UID_NOT_FOUND": "Check the receiver's uid.",
     "ERR_TEXT_TOO_LONG": "Shorten the text: at most 16,384 characters and 61,440 bytes as JSON.",
     "ERR_TEXT_INVALID": "The text must be valid Unicode: remove lone surrogates.",
+    "ERR_MUID_CONFLICT": "This muid names another message you sent: leave muid out or use a new one (D20).",
 }
 
 
@@ -220,6 +233,8 @@ class _Socket:
     outgoing: list[str] | None = None
     writer: trio.CancelScope | None = None  # the running writer's
     broken: bool = False  # a send failed: later frames are dropped (the reader reports the end)
+    queued: int = 0  # frames ever queued on it ...
+    started: int = 0  # ... and those the writer began to send (D20: may the server have a message?)
 
     def cancel(self) -> None:
         self.scope.cancel()
@@ -293,19 +308,25 @@ class _TimerService:
 
 @dataclass(eq=False, slots=True)
 class _Fetch:
-    """A history request waiting for the server's `history` answer."""
+    """A history request waiting for the server's `history` answer on socket `sock`."""
 
+    sock: int
     done: trio.Event
     messages: list[Message] | None = None
     more: bool = False
+    error: CometChatException | None = None  # the socket closed first (D20)
 
 
 @dataclass
 class _Send:
-    """A message waiting for the server's `sent` (or `error`) answer."""
+    """A message waiting for the server's `sent` (or `error`) answer on socket `sock`; its frame
+    is the `position`-th queued there."""
 
     receiver: str
     text: str
+    muid: str
+    sock: int
+    position: int
     done: trio.Event
     result: Message | CometChatException | None = None
 
@@ -344,19 +365,24 @@ class Client:
         self._refs = itertools.count(1)
         self._sends: dict[int, _Send] = {}
         self._fetches: dict[int, _Fetch] = {}
-        #: The id of the last message handed to the app (D13); sent with every auth frame.
+        #: The id of the last message put in the inbox (D13); sent with every auth frame.
         self._last_id: int | None = None
-        # For the place stored at close: messages in the inbox the app has not taken yet, and
-        # the id before the first of them (they must be replayed next run, not skipped).
-        self._reading = False
-        self._unread = 0
-        self._before_unread: int | None = None
-        self._stale = 0  # unread messages of an earlier login, ahead of the current user's
+        # The inbox (D19, D21): the current user's received messages the app has not taken, at
+        # most settings.inbox_limit; `_taken_id` is the id before the first of them (the place
+        # stored while the app reads: what it left must come again next run, not be skipped).
+        self._queue: deque[Message] = deque()
+        self._readers = trio.lowlevel.ParkingLot()
+        self._taken_id: int | None = None
+        # D21: the inbox was full, so message frames are ignored (the server was told `pause`)
+        # until the server's `resumed` answers our `resume` (or a new socket replays anyway).
+        self._skipping = False
+        self._resuming = False
+        self._place_due = False  # a write of the place is scheduled (D21)
+        self._place_written_at = -math.inf
         self._connected_info = ConnectedInfo()
         self.duplicates_dropped = 0
-        # The inbox channel is made on first use (most clients never read messages).
-        self._inbox_pair: (tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]
-                           | None) = None
+        #: Message frames for another user than the one logged in, dropped (D19; a server bug).
+        self.misaddressed_dropped = 0
         self._closed = False
 
     # --- Reading ------------------------------------------------------------------------------
@@ -383,7 +409,9 @@ class Client:
 
     @property
     def last_message_id(self) -> int | None:
-        """The id of the last message handed to the app: replay resumes after it (D13)."""
+        """The id of the last message put in the inbox for the app (None before any): the next
+        socket's replay resumes after it (D13). The stored place may be earlier: it follows
+        what the app took (D21)."""
         return self._last_id
 
     @property
@@ -440,8 +468,9 @@ class Client:
             self._call("login", Login(uid), uid=uid)  # D10: same user, no new socket
             return await self._renew(uid, request)
         # Raises ERR_LOGIN_IN_PROGRESS (D10); logs a different user out first.
+        leaving = self._leaving()
         self._call("login", Login(uid), uid=uid)
-        self._forget_place()
+        self._switch_user(leaving)
         self._token = None
         self._logins += 1
         mine = self._logins
@@ -454,7 +483,7 @@ class Client:
             raise
         if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
             raise errors.LOGIN_CANCELLED.exception()
-        self._token, self._last_id = answer[1], answer[2]
+        self._token, self._last_id = answer[1], self._stored_place(uid, answer[2])
         self._apply(LoginVerified())
         return User(uid)
 
@@ -494,9 +523,10 @@ class Client:
             self._call("login", Login(uid), uid=uid)  # D10: same user, no new socket
             self._keep_token(uid, fresh)
             return User(uid)
+        leaving = self._leaving()
         self._call("login", Login(uid), uid=uid)
-        self._forget_place()
-        self._token, self._last_id = fresh, last_id
+        self._switch_user(leaving)
+        self._token, self._last_id = fresh, self._stored_place(uid, last_id)
         self._apply(LoginVerified())
         return User(uid)
 
@@ -536,9 +566,10 @@ class Client:
         """D9: close everything, forget the stored session."""
         self._check_open()
         self._logins += 1  # a login still waiting for its answer is void
+        leaving = self._leaving()
         self._call("logout", Logout())
         self._token = None
-        self._forget_place()
+        self._switch_user(leaving)
 
     async def connect(self) -> str:
         """Open the socket (M1, D4); return E2's message, or raise why the attempt failed."""
@@ -595,35 +626,61 @@ class Client:
         self._call(name, event)
 
     # --- Messages -----------------------------------------------------------------------------
-    async def send_message(self, receiver_uid: str, text: str) -> Message:
-        """Send `text` to `receiver_uid`; return the message as the server stamped it."""
+    async def send_message(self, receiver_uid: str, text: str, *, muid: str | None = None) -> Message:
+        """Send `text` to `receiver_uid`; return the message as the server stored it (D20).
+
+        `muid` is this message's own id (1 to 100 letters, digits, '_', '.', ':', '-'); without
+        one the client makes one (`Message.muid`). The server keeps one message per (sender,
+        muid) for its keep window and answers a repeated send with the stored message (same id):
+        sending again with the same muid never makes a duplicate. Needs a connection
+        (`ERR_NO_WEBSOCKET_CONNECTION`). Unanswered after `connect_timeout` seconds:
+        `ERR_SEND_TIMEOUT`; its socket closed first: `ERR_SEND_INTERRUPTED` at once. Both are
+        `errors.SendFailed` with `.muid` and `.may_be_stored` (whether the server may have the
+        message; resending with that muid is safe either way). The server's refusals keep their
+        code: `ERR_UID_NOT_FOUND`, `ERR_TEXT_TOO_LONG`, `ERR_TEXT_INVALID`, `ERR_MUID_CONFLICT`
+        (the muid names another message of this sender).
+        """
         self._check_open()
         receiver_uid = _require_uid("receiver_uid", receiver_uid)
         _check_text(text)
+        if muid is None:
+            muid = secrets.token_hex(16)
+        elif not isinstance(muid, str):
+            raise TypeError(f"muid must be a str or None, not {type(muid).__name__}")
+        elif not MUID.fullmatch(muid):
+            raise errors.INVALID_MUID.exception(f"got {_shown(muid)}")
         sock = self._model.socket
-        if self._model.phase not in LIVE or sock is None or sock not in self._sockets:
+        entry = self._sockets.get(sock) if sock is not None else None
+        if self._model.phase not in LIVE or sock is None or entry is None:
             raise errors.SEND_NOT_CONNECTED.exception(f"status is {self._model.status.value}")
         ref = next(self._refs)
-        pending = self._sends[ref] = _Send(receiver_uid, text, trio.Event())
+        pending = self._sends[ref] = _Send(receiver_uid, text, muid, sock, entry.queued, trio.Event())
         try:
-            self._send(sock, {"type": "message", "to": receiver_uid, "text": text, "ref": ref})
+            self._send(sock, {"type": "message", "to": receiver_uid, "text": text, "ref": ref, "muid": muid})
             with trio.move_on_after(self.settings.connect_timeout):
                 await pending.done.wait()
         finally:
             self._sends.pop(ref, None)
         if pending.result is None:
-            raise errors.SEND_TIMEOUT.exception()
+            raise errors.SEND_TIMEOUT.send_failed(muid=muid, may_be_stored=True)
         if isinstance(pending.result, CometChatException):
             raise pending.result
         return pending.result
 
-    async def fetch_messages(self, after_id: int, limit: int = 100) -> list[Message]:
-        """Up to `limit` kept messages for the logged-in user with ids above `after_id`, oldest
-        first (D13: how an app fills the gap `on_connected(info)` reported). Needs a connection."""
+    async def fetch_messages(self, after_id: int, limit: int = 100, *,
+                             include_sent: bool = False) -> list[Message]:
+        """Up to `limit` (1 to 1000) kept messages for the logged-in user with ids above
+        `after_id`, oldest first (D13: how an app fills the gap `on_connected(info)` reported).
+        With `include_sent=True` also the messages this user sent, in the same id order (D20:
+        how an app sees whether a send it gave up on was stored). Needs a connection
+        (`ERR_NO_WEBSOCKET_CONNECTION`); unanswered after `connect_timeout` seconds
+        `ERR_FETCH_TIMEOUT`; its socket closed first: `ERR_FETCH_INTERRUPTED` at once."""
         self._check_open()
         for name, value in (("after_id", after_id), ("limit", limit)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if not isinstance(include_sent, bool):
+            raise TypeError(f"include_sent must be a bool, not {type(include_sent).__name__}")
         if after_id < 0 or not 1 <= limit <= MAX_FETCH:
             raise errors.INVALID_FETCH.exception(f"got after_id={after_id}, limit={limit}")
         found: list[Message] = []
@@ -632,14 +689,19 @@ class Client:
             if self._model.phase not in LIVE or sock is None or sock not in self._sockets:
                 raise errors.SEND_NOT_CONNECTED.exception(f"status is {self._model.status.value}")
             ref = next(self._refs)
-            waiting = self._fetches[ref] = _Fetch(trio.Event())
+            waiting = self._fetches[ref] = _Fetch(sock, trio.Event())
+            request: dict[str, Any] = {"type": "fetch", "after_id": after_id, "limit": limit - len(found),
+                                       "ref": ref}
+            if include_sent:
+                request["sent"] = True
             try:
-                self._send(sock, {"type": "fetch", "after_id": after_id, "limit": limit - len(found),
-                                  "ref": ref})
+                self._send(sock, request)
                 with trio.move_on_after(self.settings.connect_timeout):
                     await waiting.done.wait()
             finally:
                 self._fetches.pop(ref, None)
+            if waiting.error is not None:
+                raise waiting.error
             if waiting.messages is None:
                 raise errors.FETCH_TIMEOUT.exception()
             found.extend(waiting.messages)
@@ -649,27 +711,92 @@ class Client:
         return found
 
     def messages(self) -> AsyncIterator[Message]:
-        """Messages received for the logged-in user, in arrival order; the iteration ends when
-        the client closes."""
+        """Messages received for the user logged in when each is yielded, in id order, each
+        once (D13, D19): a logout or a login as another user discards what the previous user
+        had not taken, whenever this iterator was made. Several iterators share one inbox (each
+        message goes to one of them). The inbox holds at most `settings.inbox_limit` messages
+        (D21); beyond that the client stops taking them and, once the app has taken half, reads
+        the rest back from the server in order. The iteration ends when the client closes."""
         self._check_open()
-        self._reading = True
-        return self._take(self._inbox()[1])
+        return self._take()
 
-    async def _take(self, inbox: trio.MemoryReceiveChannel[Message]) -> AsyncIterator[Message]:
-        async for message in inbox:
-            if self._stale:
-                self._stale -= 1
-            else:
-                self._unread -= 1
-                self._before_unread = message.id  # taken: a replay must start after it
-            yield message
+    async def _take(self) -> AsyncIterator[Message]:
+        while True:
+            while not self._queue:
+                if self._closed:
+                    return
+                await self._readers.park()
+            message = self._queue.popleft()
+            self._taken_id = message.id  # taken: a replay must start after it
+            self._place_moved()
+            if self._skipping and not self._resuming and len(self._queue) <= self.settings.inbox_limit // 2:
+                self._ask_to_resume()
+            if message.receiver == self._model.user:  # D19 (the inbox is emptied at a switch anyway)
+                yield message
 
-    def _inbox(self) -> tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]:
-        if self._inbox_pair is None:
-            self._inbox_pair = trio.open_memory_channel[Message](math.inf)
-            if self._closed:
-                self._inbox_pair[0].close()
-        return self._inbox_pair
+    def _ask_to_resume(self) -> None:
+        """D21: room again in the inbox: the server sends what followed our last one, then live."""
+        sock = self._model.socket
+        if self._model.phase in LIVE and sock is not None and sock in self._sockets:
+            self._resuming = True
+            self._send(sock, {"type": "resume", "after_id": self._last_id})
+
+    def _place(self) -> int | None:
+        """Where a replay must start (D13): after the last message the app took while it has
+        some left in the inbox (D19, D21: what it did not take comes again), else after the
+        last received."""
+        return self._taken_id if self._queue else self._last_id
+
+    def _place_moved(self) -> None:
+        """The app took a message: have the place written at most PLACE_WRITE_INTERVAL later (D21)."""
+        if self._place_due or self._closed:
+            return
+        wait = self._place_written_at + PLACE_WRITE_INTERVAL - trio.current_time()
+        if wait <= 0:
+            self._write_place()
+        else:
+            self._place_due = True
+            self._nursery.start_soon(self._write_place_later, wait)
+
+    async def _write_place_later(self, wait: float) -> None:
+        await trio.sleep(wait)
+        self._place_due = False
+        if not self._closed:
+            self._write_place()
+
+    def _write_place(self) -> None:
+        """Store the current user's place in the per-user places (D19, D21)."""
+        self._save_place(*self._leaving())
+
+    def _leaving(self) -> tuple[str | None, int | None]:
+        """The current user and their place (None while a login waits: no place yet)."""
+        if self._model.phase is Phase.LOGGING_IN:
+            return None, None
+        return self._model.user, self._place()
+
+    def _save_place(self, user: str | None, place: int | None) -> None:
+        if user is None or place is None:
+            return
+        self._place_written_at = trio.current_time()
+        self._store_quietly(lambda: self._store.save_place(self.app_id, user, place))
+
+    def _switch_user(self, leaving: tuple[str | None, int | None]) -> None:
+        """D19: the user `leaving[0]` logged out (or another logs in): their place is stored
+        for their next login, and what they had not taken is discarded, never shown to another."""
+        self._save_place(*leaving)
+        self._queue.clear()
+        self._last_id = self._taken_id = None
+        self._skipping = self._resuming = False
+
+    def _stored_place(self, uid: str, newest: int | None) -> int | None:
+        """Where `uid`'s replay resumes after a login: the place stored for them on this app id
+        (D19), else the server's newest id at login (messages after it are this session's)."""
+        try:
+            place = self._store.load_place(self.app_id, uid)
+        except OSError as exc:
+            log.warning("the stored places could not be read (%s)", exc)
+            place = None
+        return place if place is not None else newest
 
     # --- Carrying out the core's effects ------------------------------------------------------
     def _call(self, name: str, event: Event, **args: Any) -> None:
@@ -712,6 +839,7 @@ class Client:
                 closing = self._sockets.pop(sock, None)
                 if closing is not None:
                     closing.cancel()
+                    self._fail_waiting(sock, closing)
             case SendKeepAlive(socket=sock):
                 self._send(sock, {"type": "keepalive"})
             case SendPing(socket=sock):
@@ -729,7 +857,7 @@ class Client:
                 token = self._token
                 if token is not None:
                     self._store_quietly(lambda: self._store.save(
-                        self.app_id, StoredSession(user, token, self._last_id)))
+                        self.app_id, StoredSession(user, token, self._place())))
             case DeleteSession():
                 self._store_quietly(lambda: self._store.delete(self.app_id))
             case AttemptEnded(error=error):
@@ -770,6 +898,7 @@ class Client:
             if entry.outgoing is None:
                 entry.outgoing = []
             entry.outgoing.append(json.dumps(frame))
+            entry.queued += 1
             self._start_writer(entry)
 
     def _start_writer(self, entry: _Socket) -> None:
@@ -820,8 +949,23 @@ class Client:
                 outcome = outcome or SocketClosed(sock)
         if self._sockets.get(sock) is entry:
             del self._sockets[sock]
+        self._fail_waiting(sock, entry)
         if outcome is not None:
             self._apply_quietly(outcome)
+
+    def _fail_waiting(self, sock: int, entry: _Socket) -> None:
+        """D20: sends and history requests waiting on `sock`, which has closed, fail now rather
+        than at their timeout; a send says whether its frame may have reached the server."""
+        for pending in self._sends.values():
+            if pending.sock == sock and pending.result is None:
+                spec = errors.SEND_INTERRUPTED if pending.position < entry.started else errors.SEND_NEVER_LEFT
+                pending.result = spec.send_failed(muid=pending.muid,
+                                                  may_be_stored=pending.position < entry.started)
+                pending.done.set()
+        for waiting in self._fetches.values():
+            if waiting.sock == sock and waiting.messages is None and waiting.error is None:
+                waiting.error = errors.FETCH_INTERRUPTED.exception()
+                waiting.done.set()
 
     async def _read(self, sock: int, ws: trio_websocket.WebSocketConnection) -> Event:
         """Frames to events until the socket ends; return the event that says how it ended."""
@@ -844,6 +988,7 @@ class Client:
             try:
                 frames = entry.outgoing
                 while frames:
+                    entry.started += 1  # from here the server may get it, even if cancelled
                     await ws.send_message(frames.pop(0))
             except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
                 entry.broken = True
@@ -859,6 +1004,7 @@ class Client:
         kind = frame["type"]
         if kind == "auth_ok":
             self._connected_info = self._resume(frame)
+            self._skipping = self._resuming = False  # D21: this socket's replay starts after _last_id
             self._apply_quietly(AuthAccepted(sock))
         elif kind == "auth_rejected":
             message = frame.get("message") if isinstance(frame.get("message"), str) else None
@@ -873,14 +1019,28 @@ class Client:
             message = _message(frame)
             if self._closed:
                 return  # read just as the app closed the client: its inbox is closed
+            if message.receiver != self._model.user:
+                self.misaddressed_dropped += 1  # D19: never another user's message
+                log.warning("socket %d: dropped a message for another user", sock)
+                return
             if self._last_id is not None and message.id <= self._last_id:
                 self.duplicates_dropped += 1  # D13: delivered before (a replay overlapping live traffic)
                 return
-            if self._unread == 0:
-                self._before_unread = self._last_id
-            self._unread += 1
+            if self._skipping:
+                return  # D21: read back after `resumed` (or replayed on the next socket), in order
+            if len(self._queue) >= self.settings.inbox_limit:
+                self._skipping = True  # D21: full; the server holds the rest until we resume
+                self._send(sock, {"type": "pause"})
+                return
+            if not self._queue:
+                self._taken_id = self._last_id
+            self._queue.append(message)
             self._last_id = message.id
-            self._inbox()[0].send_nowait(message)
+            self._readers.unpark_all()
+        elif kind == "resumed":
+            _field(frame, "after_id", int)
+            if self._resuming:  # message frames from now on follow our last one (D21)
+                self._skipping = self._resuming = False
         elif kind == "history":
             ref = frame.get("ref")
             waiting = self._fetches.get(ref) if isinstance(ref, int) else None
@@ -897,7 +1057,7 @@ class Client:
                 return
             if kind == "sent":
                 pending.result = Message(_field(frame, "id", int), self._model.user or "", pending.receiver,
-                                         pending.text, _time(frame, "sent_at"))
+                                         pending.text, _time(frame, "sent_at"), pending.muid)
             else:
                 code, text = frame.get("code"), frame.get("message")
                 code = code if isinstance(code, str) else "ERR_SEND_FAILED"
@@ -907,14 +1067,6 @@ class Client:
             pending.done.set()
         else:
             raise ProtocolError(f"unknown frame type {_shown(kind)}")
-
-    def _forget_place(self) -> None:
-        """Another login begins: the place belongs to the user before (messages still unread in
-        the inbox are theirs and come first)."""
-        self._last_id = None
-        self._stale += self._unread
-        self._unread = 0
-        self._before_unread = None
 
     def _resume(self, frame: dict[str, Any]) -> ConnectedInfo:
         """Read D13's part of `auth_ok`; a server that did not know our place gives its newest id."""
@@ -933,30 +1085,32 @@ class Client:
         stored = self._store.load(self.app_id)
         if stored is not None:
             self._token = stored.auth_token
-            self._last_id = stored.last_id  # D13: resume where the last run stopped
+            # D13: resume where the last run stopped (the place written last, D21: per user, D19)
+            self._last_id = self._stored_place(stored.uid, stored.last_id)
             self._apply(SessionRestored(stored.uid))  # L2
 
     def _close(self) -> None:
-        """The app exits: sockets and timers end; listeners hear nothing more. The stored session
-        keeps the place of the last message the app took from messages() (of the last one
-        received, for an app that never reads them), so that the next run resumes after it and
-        replays what was left unread (D13)."""
+        """The app exits: sockets and timers end; waiting sends and fetches fail; listeners hear
+        nothing more. The stored session and the user's place keep the last message the app
+        took from messages() (the last one received if the inbox is empty), so that the next
+        run resumes after it and replays what was left unread (D13, D19, D21)."""
         user, token = self._model.user, self._token
-        place_id = self._before_unread if self._reading and self._unread > 0 else self._last_id
+        place_id = self._place()
         if user is not None and token is not None and place_id is not None \
                 and self._model.phase is not Phase.LOGGING_IN \
                 and not self._model.credentials_rejected():  # D16: a rejected session stays deleted
             place = StoredSession(user, token, place_id)
             self._store_quietly(lambda: self._store.save(self.app_id, place))
+            self._save_place(user, place_id)
         self._closed = True
         self._listeners.clear()
-        for entry in self._sockets.values():
+        for sock, entry in self._sockets.items():
             entry.cancel()
+            self._fail_waiting(sock, entry)
         self._sockets.clear()
         for timer in list(self._timers):
             self._cancel_timer(timer)
-        if self._inbox_pair is not None:
-            self._inbox_pair[0].close()
+        self._readers.unpark_all()  # readers take what is left, then end
         for w in self._waiters:
             w.error = errors.CLIENT_CLOSED.exception()
             w.done.set()

@@ -40,6 +40,22 @@ class CometChatException(Exception):
         return hash((self.code, self.message, self.details))
 
 
+class SendFailed(CometChatException):
+    """A `send_message` that ended without the server's answer (rule D20): `muid` is the id the
+    message went out with, `may_be_stored` whether the server may have stored it. Sending it again
+    with the same muid is always safe: the server keeps one message per (sender, muid)."""
+
+    def __init__(self, code: str, message: str, details: str = "", *, muid: str, may_be_stored: bool,
+                 reason: str = "") -> None:
+        super().__init__(code, message, details, reason=reason)
+        self.muid = muid
+        self.may_be_stored = may_be_stored
+
+    def __repr__(self) -> str:
+        return (f"SendFailed(code={self.code!r}, muid={self.muid!r}, may_be_stored={self.may_be_stored!r}, "
+                f"details={self.details!r})")
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorSpec:
     """One row of the error catalogue; `exception()` builds the error to raise."""
@@ -50,6 +66,11 @@ class ErrorSpec:
 
     def exception(self, reason: str = "") -> CometChatException:
         return CometChatException(self.code, self.message, self.details, reason=reason)
+
+    def send_failed(self, *, muid: str, may_be_stored: bool, reason: str = "") -> SendFailed:
+        """This error for a send that ended unanswered (D20)."""
+        return SendFailed(self.code, self.message, self.details, muid=muid, may_be_stored=may_be_stored,
+                          reason=reason)
 
 
 # L3: init with an empty app id or an unknown region.
@@ -156,14 +177,32 @@ SEND_NOT_CONNECTED = ErrorSpec(
     "No WebSocket connection.",
     "Call connect() and wait for it to succeed before sending a message.",
 )
+# D20: a send unanswered in time, or cut by the close of its socket (error.muid, error.may_be_stored).
 SEND_TIMEOUT = ErrorSpec(
     "ERR_SEND_TIMEOUT",
     "The server did not confirm the message in time.",
-    "The message may not have been delivered; send it again once connected.",
+    "The server may have stored it: send it again with the same muid (error.muid) once connected; "
+    "it is then delivered once.",
+)
+SEND_INTERRUPTED = ErrorSpec(
+    "ERR_SEND_INTERRUPTED",
+    "The connection closed before the server confirmed the message.",
+    "The server may have stored it: send it again with the same muid (error.muid) once connected; "
+    "it is then delivered once.",
+)
+SEND_NEVER_LEFT = ErrorSpec(
+    "ERR_SEND_INTERRUPTED",
+    "The connection closed before the message left the client.",
+    "The server has not stored it: send it again once connected (the same muid, error.muid, is safe).",
 )
 FETCH_TIMEOUT = ErrorSpec(
     "ERR_FETCH_TIMEOUT",
     "The server did not answer the history request in time.",
+    "Call fetch_messages() again once connected.",
+)
+FETCH_INTERRUPTED = ErrorSpec(
+    "ERR_FETCH_INTERRUPTED",
+    "The connection closed before the server answered the history request.",
     "Call fetch_messages() again once connected.",
 )
 INVALID_UID = ErrorSpec(
@@ -215,6 +254,12 @@ INVALID_LISTENER_ID = ErrorSpec(
     "ERR_INVALID_ARGUMENT",
     "The listener id is not valid.",
     "Pass a non-empty string that names the listener; remove_connection_listener() takes the same id.",
+)
+INVALID_MUID = ErrorSpec(
+    "ERR_INVALID_ARGUMENT",
+    "The muid is not valid.",
+    "A muid is 1 to 100 characters: letters, digits, '_', '.', ':' and '-'. Leave it out and the "
+    "client makes one (Message.muid).",
 )
 INVALID_FETCH = ErrorSpec(
     "ERR_INVALID_ARGUMENT",

@@ -10,7 +10,9 @@ from here. Two windows, both per user:
   highest deleted id is remembered, so a gap is never mistaken for "nothing was sent".
 
 Ids come from SQLite's AUTOINCREMENT: increasing, never reused, also across restarts of the
-server on the same file. WAL with synchronous=NORMAL: a committed message survives a crash of
+server on the same file. A message may carry its sender's `muid` (rule D20): the file keeps at
+most one message per (sender, muid), so a resend is answered with the stored message for as long
+as the keep window holds it. WAL with synchronous=NORMAL: a committed message survives a crash of
 the server process (not necessarily of the machine), at a few microseconds per message.
 """
 
@@ -65,6 +67,7 @@ class StoredMessage:
     receiver: str
     text: str
     sent_at: float
+    muid: str | None = None  # the sender's own id of the message (D20); None: sent without one
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,11 @@ class History:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "muid" not in columns:  # a file written before D20
+            self._db.execute("ALTER TABLE messages ADD COLUMN muid TEXT")
+        # One index serves both the muid rule (D20) and the reading of what a user sent.
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS messages_by_muid ON messages (sender, muid)")
         self._counts: dict[str, int] = {}
         self._last_expiry = -float("inf")
         row = self._db.execute("SELECT max(id) FROM messages").fetchone()
@@ -127,11 +135,13 @@ class History:
 
     # --- messages -----------------------------------------------------------------------------
 
-    def add(self, sender: str, receiver: str, text: str, sent_at: float) -> StoredMessage:
-        """Store a message for `receiver` and give it the next id (committed on return)."""
+    def add(self, sender: str, receiver: str, text: str, sent_at: float,
+            muid: str | None = None) -> StoredMessage:
+        """Store a message for `receiver` and give it the next id (committed on return). A `muid`
+        already stored for `sender` raises sqlite3.IntegrityError (then `find` it): D20."""
         cursor = self._db.execute(
-            "INSERT INTO messages (receiver, sender, text, sent_at) VALUES (?, ?, ?, ?)",
-            (receiver, sender, text, sent_at))
+            "INSERT INTO messages (receiver, sender, text, sent_at, muid) VALUES (?, ?, ?, ?, ?)",
+            (receiver, sender, text, sent_at, muid))
         message_id = cursor.lastrowid
         assert message_id is not None
         self.head = message_id
@@ -140,13 +150,30 @@ class History:
         if count > self.retention.keep_messages + max(1, self.retention.keep_messages // 100):
             self._trim(receiver)  # in steps of 1%: a delete per message would cost a scan each
         self._expire()
-        return StoredMessage(message_id, sender, receiver, text, sent_at)
+        return StoredMessage(message_id, sender, receiver, text, sent_at, muid)
 
-    def after(self, receiver: str, after_id: int, limit: int) -> list[StoredMessage]:
-        """`receiver`'s kept messages with ids above `after_id`, oldest first, at most `limit`."""
-        rows = self._db.execute(
-            "SELECT id, sender, receiver, text, sent_at FROM messages WHERE receiver = ? AND id > ? "
-            "ORDER BY id LIMIT ?", (receiver, after_id, limit)).fetchall()
+    def find(self, sender: str, muid: str) -> StoredMessage | None:
+        """The kept message `sender` sent under `muid` (D20), if any."""
+        row = self._db.execute(
+            "SELECT id, sender, receiver, text, sent_at, muid FROM messages WHERE sender = ? AND muid = ?",
+            (sender, muid)).fetchone()
+        return StoredMessage(*row) if row is not None else None
+
+    def after(self, receiver: str, after_id: int, limit: int, *,
+              include_sent: bool = False) -> list[StoredMessage]:
+        """`receiver`'s kept messages with ids above `after_id`, oldest first, at most `limit`;
+        with `include_sent`, also those `receiver` sent (D20)."""
+        if include_sent:
+            rows = self._db.execute(
+                "SELECT id, sender, receiver, text, sent_at, muid FROM messages "
+                "WHERE id IN (SELECT id FROM (SELECT id FROM messages WHERE receiver = ? AND id > ? "
+                "ORDER BY id LIMIT ?) UNION ALL SELECT id FROM (SELECT id FROM messages WHERE sender = ? "
+                "AND receiver != ? AND id > ? ORDER BY id LIMIT ?)) ORDER BY id LIMIT ?",
+                (receiver, after_id, limit, receiver, receiver, after_id, limit, limit)).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT id, sender, receiver, text, sent_at, muid FROM messages "
+                "WHERE receiver = ? AND id > ? ORDER BY id LIMIT ?", (receiver, after_id, limit)).fetchall()
         return [StoredMessage(*row) for row in rows]
 
     def plan_replay(self, receiver: str, last_id: int) -> ReplayPlan:

@@ -27,6 +27,7 @@ import logging
 import math
 import re
 import secrets
+import sqlite3
 import ssl
 import tempfile
 import time
@@ -80,6 +81,12 @@ MAX_TEXT_JSON_BYTES = 61_440
 HANDSHAKE_TIMEOUT = 10.0
 FIRST_FRAME_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
+#: An authenticated realtime socket from which nothing has arrived for this long is cut (D21):
+#: 2 x the client's keep-alive interval + its pong timeout (D7's defaults, 15 s and 3 s), so a
+#: client that vanished without a close (a dead NAT entry) is neither counted nor relayed to.
+IDLE_TIMEOUT = 33.0
+#: A `muid` (D20): the sender's own id of a message, kept once per sender in the keep window.
+MUID = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 #: Frames queued for one connection beyond which it counts as too slow and is closed (1013).
 OUTBOX_LIMIT = 1000
 #: Replayed messages queued at a time (D13): the next batch is read when the outbox is empty.
@@ -130,7 +137,7 @@ def text_problem(text: str) -> ErrorSpec | None:
 
 def _delivery(stored: StoredMessage) -> Frame:
     return {"type": "message", "id": stored.id, "sender": stored.sender, "receiver": stored.receiver,
-            "text": stored.text, "sent_at": stored.sent_at}
+            "text": stored.text, "sent_at": stored.sent_at, "muid": stored.muid}
 
 
 def _redact(secret: str) -> str:
@@ -192,6 +199,9 @@ class ServerStats:
     keepalives_answered: int = 0
     pings_received: int = 0
     messages_relayed: int = 0  # messages accepted, stamped and delivered (once per message)
+    resends: int = 0  # sends of a (sender, muid) already stored: answered with it, not stored again (D20)
+    idle_closed: int = 0  # authenticated sockets cut after IDLE_TIMEOUT with nothing received (D21)
+    pauses: int = 0  # `pause` frames: a client whose inbox is full (D21)
     messages_failed: int = 0  # messages to an unknown receiver
     messages_replayed: int = 0  # messages sent again to a reconnecting client (D13)
     gaps: int = 0  # reconnects told that their replay misses messages (D13)
@@ -216,6 +226,7 @@ class _Conn:
     peer_closed: bool = False  # closed by the peer or by trio-websocket itself: no close to send
     end: tuple[int, str] | None = None  # close code and reason, sent after the queued frames
     replay_after: int | None = None  # replaying history after this id (D13); None: live traffic
+    paused: bool = False  # the client's inbox is full: no message frames until it resumes (D21)
     outbox: deque[Frame] = field(default_factory=deque)
     wake: trio.Event = field(default_factory=trio.Event)
     io: trio.CancelScope = field(default_factory=trio.CancelScope)  # reader + writer
@@ -268,9 +279,14 @@ class ReferenceServer:
     """
 
     def __init__(self, nursery: trio.Nursery, host: str, port: int, *, auth_key: str | None = None,
-                 max_connections: int | None = None, history: History | None = None) -> None:
+                 max_connections: int | None = None, history: History | None = None,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         if max_connections is not None and max_connections < 0:
             raise ValueError("max_connections must be >= 0")
+        if not (math.isfinite(idle_timeout) and idle_timeout > 0):
+            raise ValueError("idle_timeout must be a positive number of seconds")
+        #: Seconds without a frame after which an authenticated realtime socket is cut (D21).
+        self.idle_timeout = idle_timeout
         self.host = host
         self.port = port
         self.scheme = "ws"  # "wss" when serving TLS
@@ -495,7 +511,9 @@ class ReferenceServer:
                     await self._write(conn)
                     nursery.cancel_scope.cancel()
             if conn.silenced:
-                await self._drain(stream)
+                # D21: nothing arrives from a silenced socket either; it is cut like any other.
+                with trio.move_on_after(self.idle_timeout):
+                    await self._drain(stream)
                 return
             if conn.end is not None and not conn.peer_closed and not conn.io.cancelled_caught:
                 with trio.move_on_after(CLOSE_TIMEOUT):
@@ -513,7 +531,7 @@ class ReferenceServer:
     async def _write(self, conn: _Conn) -> None:
         """The only sender of a connection's frames; returns once it should close."""
         while not conn.silenced:
-            if not conn.outbox and conn.replay_after is not None and conn.live:
+            if not conn.outbox and conn.replay_after is not None and conn.live and not conn.paused:
                 self._replay_some(conn)
             if conn.outbox:
                 frame = conn.outbox.popleft()
@@ -642,7 +660,14 @@ class ReferenceServer:
         if not self._authenticate(conn, uid, token, last_id):
             return
         while True:
-            frame = await self._receive(conn)
+            frame = None
+            with trio.move_on_after(self.idle_timeout) as idle:
+                frame = await self._receive(conn)
+            if idle.cancelled_caught:  # D21: presumed gone (no close can reach it): cut at once
+                self.stats.idle_closed += 1
+                logger.info("cut a socket of %s: nothing received for %g s", uid, self.idle_timeout)
+                conn.life.cancel()
+                return
             if frame is None:
                 return
             try:
@@ -689,6 +714,14 @@ class ReferenceServer:
             self._relay(conn, frame)
         elif kind == "fetch":
             self._fetch(conn, frame)
+        elif kind == "pause":
+            self.stats.pauses += 1
+            conn.paused = True
+        elif kind == "resume":
+            after_id = _int(frame, "after_id")
+            conn.paused = False
+            conn.send({"type": "resumed", "after_id": after_id})
+            conn.replay_after = after_id  # the writer replays from there, then live traffic
         elif kind == "auth":
             raise _Violation("auth: already authenticated")
         else:
@@ -698,6 +731,9 @@ class ReferenceServer:
         to = _str(frame, "to")
         text = _str(frame, "text")
         ref = _int(frame, "ref")
+        muid = _str(frame, "muid") if frame.get("muid") is not None else None
+        if muid is not None and not MUID.fullmatch(muid):
+            raise _Violation("message: field 'muid' must be 1 to 100 letters, digits, '_', '.', ':', '-'")
         problem = text_problem(text)
         if problem is not None:  # the connection stays open: only this message is refused
             conn.send({"type": "error", "ref": ref, "code": problem.code,
@@ -709,13 +745,27 @@ class ReferenceServer:
                        "message": f"The user {to!r} does not exist."})
             return
         assert conn.uid is not None  # authenticated
-        stored = self._store_and_relay(conn.uid, to, text)
-        conn.send({"type": "sent", "ref": ref, "id": stored.id, "sent_at": stored.sent_at})
+        resent = False
+        try:
+            stored = self._store_and_relay(conn.uid, to, text, muid)
+        except sqlite3.IntegrityError:  # D20: this sender stored this muid before: a resend
+            kept = self.history.find(conn.uid, muid) if muid is not None else None
+            if kept is None:
+                raise
+            if (kept.receiver, kept.text) != (to, text):
+                conn.send({"type": "error", "ref": ref, "code": "ERR_MUID_CONFLICT",
+                           "message": f"The muid {muid!r} names another message of this sender."})
+                return
+            self.stats.resends += 1  # the receiver has it (or gets it by replay) once
+            stored, resent = kept, True
+        conn.send({"type": "sent", "ref": ref, "id": stored.id, "sent_at": stored.sent_at,
+                   "muid": stored.muid, "resent": resent})
 
-    def post(self, sender: str, to: str, text: str) -> int:
+    def post(self, sender: str, to: str, text: str, *, muid: str | None = None) -> int:
         """Send `text` to `to` as if `sender`'s socket had sent it; return the message id.
 
-        For tests and demos that need traffic without a second client. Raises
+        For tests and demos that need traffic without a second client. With `muid`, a message
+        `sender` already sent under it is not stored again: its id is returned (D20). Raises
         CometChatException ERR_INVALID_UID for an unknown user, ERR_TEXT_TOO_LONG or
         ERR_TEXT_INVALID for a text a client could not send either.
         """
@@ -725,14 +775,24 @@ class ReferenceServer:
         problem = text_problem(text)
         if problem is not None:
             raise problem.exception(reason=f"a text of {len(text):,} characters")
-        return self._store_and_relay(sender, to, text).id
+        if muid is not None and not MUID.fullmatch(muid):
+            raise ValueError(f"muid must match {MUID.pattern}, got {muid!r}")
+        try:
+            return self._store_and_relay(sender, to, text, muid).id
+        except sqlite3.IntegrityError:
+            kept = self.history.find(sender, muid) if muid is not None else None
+            if kept is None:
+                raise
+            self.stats.resends += 1
+            return kept.id
 
-    def _store_and_relay(self, sender: str, to: str, text: str) -> StoredMessage:
+    def _store_and_relay(self, sender: str, to: str, text: str, muid: str | None = None) -> StoredMessage:
         self._last_sent_at = sent_at = max(self._last_sent_at, self.history.now())
-        stored = self.history.add(sender, to, text, sent_at)  # committed before it is acknowledged
+        stored = self.history.add(sender, to, text, sent_at, muid)  # committed before it is acknowledged
         delivery = _delivery(stored)
         for other in self._sockets_of(to):
-            if other.authenticated and other.replay_after is None:  # a replay will reach it in order
+            # A replay (D13) or a resume after a pause (D21) will reach it in order.
+            if other.authenticated and other.replay_after is None and not other.paused:
                 other.send(delivery)
         self.stats.messages_relayed += 1
         return stored
@@ -762,8 +822,11 @@ class ReferenceServer:
         ref = _int(frame, "ref")
         if not 1 <= limit <= FETCH_LIMIT:
             raise _Violation(f"fetch: limit must be 1 to {FETCH_LIMIT}")
+        sent = frame.get("sent", False)
+        if not isinstance(sent, bool):
+            raise _Violation("fetch: field 'sent' must be true or false")
         assert conn.uid is not None  # authenticated
-        found = self.history.after(conn.uid, after_id, limit + 1)
+        found = self.history.after(conn.uid, after_id, limit + 1, include_sent=sent)
         messages: list[Frame] = []
         size = 0
         for stored in found[:limit]:
@@ -809,7 +872,8 @@ async def serve_reference(host: str = "127.0.0.1", port: int = 0, *, auth_key: s
                           max_connections: int | None = None, users: Iterable[str] = (),
                           ssl_context: ssl.SSLContext | None = None, history: Path | str | None = None,
                           retention: Retention | None = None,
-                          clock: Callable[[], float] | None = None) -> AsyncIterator[ReferenceServer]:
+                          clock: Callable[[], float] | None = None,
+                          idle_timeout: float = IDLE_TIMEOUT) -> AsyncIterator[ReferenceServer]:
     """Run the reference server on `host:port` (a free port by default) for the block's duration.
 
     With `ssl_context` (a server context holding the certificate) it serves TLS: `url` is wss://.
@@ -822,7 +886,11 @@ async def serve_reference(host: str = "127.0.0.1", port: int = 0, *, auth_key: s
     On exit every connection is closed with 1001 (waiting at most a few seconds) and every
     task of the server ends. `max_connections` caps the open realtime sockets: beyond it a new
     socket is closed with 1013 'retry-after=1.0'. `users` are added before the first connection.
+    `idle_timeout` (seconds, default 33) cuts an authenticated realtime socket from which
+    nothing has arrived for that long (D21); clients whose keep-alive interval is longer need more.
     """
+    if not (isinstance(idle_timeout, (int, float)) and math.isfinite(idle_timeout) and idle_timeout > 0):
+        raise ValueError("idle_timeout must be a positive number of seconds")
     try:
         with contextlib.ExitStack() as files:
             if history is None:
@@ -831,6 +899,7 @@ async def serve_reference(host: str = "127.0.0.1", port: int = 0, *, auth_key: s
             store = History(history, retention, clock)
             files.callback(store.close)
             async with _serving(host, port, auth_key, max_connections, users, ssl_context, store) as server:
+                server.idle_timeout = float(idle_timeout)
                 yield server
     except BaseExceptionGroup as group:  # strict nurseries wrap even the block's own exception
         raise single_exception(group) from None
@@ -869,14 +938,20 @@ async def _serving(host: str, port: int, auth_key: str | None, max_connections: 
 
 
 async def connect_in_memory(server: ReferenceServer, nursery: trio.Nursery, resource: str, *,
-                            message_queue_size: int = 16) -> WebSocketConnection:
+                            message_queue_size: int = 16,
+                            wrap: Callable[[trio.abc.Stream], trio.abc.Stream] | None = None,
+                            ) -> WebSocketConnection:
     """Open a client WebSocket to `server` over an in-memory stream pair (virtual time, no sockets).
 
-    The server side runs in the server's nursery, the client's reader in `nursery`. Raises
+    The server side runs in the server's nursery, the client's reader in `nursery`; `wrap`, if
+    given, wraps the client's end (a test's faults). Raises
     `trio_websocket.ConnectionRejected` for a refused handshake (404, 503) and
     `trio_websocket.HandshakeError` if the server closed the stream before answering.
     """
+    client_end: trio.abc.Stream
     client_end, server_end = trio.testing.memory_stream_pair()
+    if wrap is not None:
+        client_end = wrap(client_end)
     server._nursery.start_soon(server.serve_stream, server_end)
     connection: WebSocketConnection = await nursery.start(functools.partial(
         hold_client_stream, client_end, "127.0.0.1", resource, message_queue_size=message_queue_size,

@@ -1,5 +1,9 @@
 """The stored login (L1, L2): one small file per app id, written atomically, owner-only.
 
+Beside it, per app id, the places of D13 by user (D19: a user switch keeps each user's place;
+D21: written at most a second behind what the app took). A logout deletes the login, not the
+places.
+
 A damaged or unreadable file must never stop an app from starting: it reads as "no session"
 with a warning, and the next login overwrites it.
 """
@@ -18,6 +22,9 @@ from pathlib import Path
 import platformdirs
 
 log = logging.getLogger("cometchat_fsm.session")
+
+#: Users whose place (D19) a places file keeps, the most recently written.
+MAX_PLACES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +81,13 @@ class SessionStore:
 
     def save(self, app_id: str, session: StoredSession) -> None:
         """Write atomically (temporary file + rename), readable by its owner only (0600)."""
-        path = self.path_for(app_id)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         payload = json.dumps({"app_id": app_id, "uid": session.uid, "auth_token": session.auth_token,
                               "last_id": session.last_id})
+        self._write(self.path_for(app_id), payload)
+
+    @staticmethod
+    def _write(path: Path, payload: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".session-", suffix=".tmp")
         try:
             os.fchmod(fd, 0o600)
@@ -92,3 +102,35 @@ class SessionStore:
 
     def delete(self, app_id: str) -> None:
         self.path_for(app_id).unlink(missing_ok=True)
+
+    def places_path_for(self, app_id: str) -> Path:
+        path = self.path_for(app_id)
+        return path.with_name(path.stem + ".places.json")
+
+    def load_places(self, app_id: str) -> dict[str, int]:
+        """Every user's stored place on `app_id`: uid -> id of the last message the app took.
+        A missing, unreadable or damaged file reads as none (only replays cost more)."""
+        path = self.places_path_for(app_id)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            places = data["places"] if isinstance(data, dict) and data.get("app_id") == app_id else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            log.warning("the stored places %s are damaged (%s); replays start at login", path, exc)
+            return {}
+        if not isinstance(places, dict):
+            return {}
+        return {uid: place for uid, place in places.items()
+                if isinstance(uid, str) and type(place) is int and place >= 0}
+
+    def load_place(self, app_id: str, uid: str) -> int | None:
+        return self.load_places(app_id).get(uid)
+
+    def save_place(self, app_id: str, uid: str, place: int) -> None:
+        """Store `uid`'s place on `app_id` (atomically, 0600); the MAX_PLACES most recent users are kept."""
+        places = self.load_places(app_id)
+        places.pop(uid, None)
+        places[uid] = place  # the most recent last
+        kept = dict(list(places.items())[-MAX_PLACES:])
+        self._write(self.places_path_for(app_id), json.dumps({"app_id": app_id, "places": kept}))

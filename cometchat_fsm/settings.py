@@ -30,6 +30,7 @@ class AppSettings:
     region: str
     auto_establish_socket_connection: bool = True
     background_window: float = 30.0  # M2, D2
+    inbox_limit: int = 1000  # D21: received messages held for the app at most (not yet taken)
     keepalive_interval: float = 15.0  # D7
     pong_timeout: float = 3.0  # D7
     backoff_base: float = 1.0  # D6
@@ -59,6 +60,9 @@ def init(app_id: str, settings: AppSettings) -> str:
             value = getattr(settings, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 problems.append(f"{name} must be a positive number of seconds, not {value!r}")
+        inbox = settings.inbox_limit
+        if not isinstance(inbox, int) or isinstance(inbox, bool) or inbox < 1:
+            problems.append(f"inbox_limit must be a whole number >= 1, not {inbox!r}")
         limit = settings.max_reconnect_attempts
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             problems.append(f"max_reconnect_attempts must be None or a whole number >= 0, not {limit!r}")

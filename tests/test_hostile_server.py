@@ -692,7 +692,10 @@ async def test_a_sent_answer_that_never_comes(
             start = trio.current_time()
             assert await outcome("send_message", lambda: c.send_message("alice", "hi")) == "ERR_SEND_TIMEOUT"
             assert trio.current_time() - start == AUTO.connect_timeout
-            assert server.received[-1] == {"type": "message", "to": "alice", "text": "hi", "ref": 1}
+            muid = server.received[-1]["muid"]
+            assert isinstance(muid, str) and len(muid) == 32  # D20: made by the client
+            assert server.received[-1] == {"type": "message", "to": "alice", "text": "hi", "ref": 1,
+                                           "muid": muid}
             assert c.get_connection_status() is ConnectionStatus.CONNECTED  # the socket itself is fine
             assert rec.errors == []
 
@@ -721,9 +724,11 @@ def answers_messages_with(make: Callable[[Frame], Frame | str]) -> Script:
 
 SEND_ANSWERS: list[tuple[str, Callable[[Frame], Frame | str], str, int]] = [
     # name, the answer to a message frame, what send_message gives, the client's close code (0: none)
+    # A breach closes the socket: the send waiting on it fails at once (D20).
     ("sent with id a string", lambda f: {"type": "sent", "ref": f["ref"], "id": "42", "sent_at": 0},
-     "ERR_SEND_TIMEOUT", 1008),
-    ("sent without sent_at", lambda f: {"type": "sent", "ref": f["ref"], "id": 42}, "ERR_SEND_TIMEOUT", 1008),
+     "ERR_SEND_INTERRUPTED", 1008),
+    ("sent without sent_at", lambda f: {"type": "sent", "ref": f["ref"], "id": 42}, "ERR_SEND_INTERRUPTED",
+     1008),
     ("sent for another ref", lambda f: {"type": "sent", "ref": f["ref"] + 1, "id": 42, "sent_at": 0},
      "ERR_SEND_TIMEOUT", 0),
     ("sent with ref a string", lambda f: {"type": "sent", "ref": str(f["ref"]), "id": 42, "sent_at": 0},
@@ -741,19 +746,26 @@ async def test_a_malformed_answer_to_send_message(
         monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock) -> None:
     """A malformed `sent` is a protocol breach (the socket is closed and reopened); an answer
     for no message in flight is ignored; either way send_message ends within connect_timeout
-    with a typed error."""
+    with a typed error, at once when its socket closes (D20)."""
     with trio.fail_after(BOUND):
         async with fake_server(monkeypatch, first_then(answers_messages_with(answer), mute)) as server, \
                 app(tmp_path) as (c, rec):
             await c.login("bob", auth_key="key")
             await settle()
+            start = trio.current_time()
             assert await outcome("send_message", lambda: c.send_message("alice", "hi")) == code
+            if closed:  # D20: the send fails with its socket, not after connect_timeout ...
+                assert trio.current_time() - start < 0.1
+                with trio.fail_after(30):  # ... and the client reconnects as before
+                    while len(server.socket_requests) < 2 or c.get_connection_status() is not \
+                            ConnectionStatus.CONNECTED:
+                        await trio.sleep(0.1)
             assert server.client_closes == ([closed] if closed else [])
             assert len(server.socket_requests) == (2 if closed else 1)
             assert c.get_connection_status() is ConnectionStatus.CONNECTED and rec.errors == []
 
 
-async def test_a_malformed_history_answer_is_a_breach_and_fetch_times_out(
+async def test_a_malformed_history_answer_is_a_breach_and_fetch_fails_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock) -> None:
     def history(f: Frame) -> Frame:
         return {"type": "history", "ref": f["ref"], "messages": [{"id": "1"}], "more": False}
@@ -763,7 +775,12 @@ async def test_a_malformed_history_answer_is_a_breach_and_fetch_times_out(
                 app(tmp_path) as (c, _):
             await c.login("bob", auth_key="key")
             await settle()
-            assert await outcome("fetch_messages", lambda: c.fetch_messages(0)) == "ERR_FETCH_TIMEOUT"
+            start = trio.current_time()
+            assert await outcome("fetch_messages", lambda: c.fetch_messages(0)) == "ERR_FETCH_INTERRUPTED"
+            assert trio.current_time() - start < 0.1  # D20: not after the fetch timeout
+            with trio.fail_after(30):  # the client reconnects as before
+                while len(server.socket_requests) < 2:
+                    await trio.sleep(0.1)
             assert server.client_closes == [1008] and len(server.socket_requests) == 2
 
 

@@ -246,7 +246,7 @@ async def test_relay_stamps_the_sender_and_reaches_every_socket(autojump_clock: 
             for bob in (bob1, bob2):
                 got = await recv(bob)
                 assert got == {"type": "message", "id": sent["id"], "sender": "alice", "receiver": "bob",
-                               "text": "hi", "sent_at": sent["sent_at"]}
+                               "text": "hi", "sent_at": sent["sent_at"], "muid": None}
             assert await silent(carol)
             await send(bob1, {"type": "message", "to": "alice", "text": "yo", "ref": 1})
             assert (await recv(alice))["sender"] == "bob"

@@ -1,7 +1,9 @@
 """The soak run's short version (bench/soak.py, `make soak` for the full one): 40 clients doing
-random lifecycle inputs, messages and server faults for four virtual minutes, in-process over
+random lifecycle inputs, messages (with user switches, resends and slow readers: D19-D21) and
+server faults for four virtual minutes, in-process over
 in-memory streams (MockClock), then the same audit as the full run: nothing acknowledged lost,
-nothing delivered twice or altered, every client connected again once the faults are lifted,
+nothing delivered twice, altered or to a user not logged in, every client connected again once
+the faults are lifted,
 and once all are closed no socket, connection, task or descriptor left over. Memory is not
 measured here (one process, virtual time): the full run does that.
 """
@@ -24,16 +26,16 @@ from cometchat_fsm.testing import memory_connector
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import soak
-from soak_server import SOAK_RETENTION, ServerOps
+from soak_server import SOAK_RETENTION, ServerOps, soak_users
 
 BOUND = 900  # virtual seconds; the run itself takes ~250 (setup, 240 s of chaos, heal, close)
-WALL = 60.0  # real seconds (it takes ~5): virtual time stands still while a task spins, so a
+WALL = 120.0  # real seconds (it takes ~10 of CPU): virtual time stands still while a task spins, so a
 # livelock would never reach BOUND; a thread cancels the run then instead.
 PLAN = soak.Plan(clients=60, seconds=240.0, seed=5, act_every=2.0, fault_every=1.0)
 
 
 async def run_in_memory(plan: soak.Plan, store: Path) -> dict[str, Any]:
-    uids = [f"u{i}" for i in range(plan.clients)]
+    uids = soak_users(plan.clients)
     async with serve_reference(users=uids, clock=trio.current_time, retention=SOAK_RETENTION,
                                history=IN_MEMORY) as server, trio.open_nursery() as nursery:
         ops = ServerOps(server, nursery)
@@ -65,3 +67,6 @@ async def test_short_soak_loses_nothing_and_leaks_nothing(
     assert out["acked"] > 500 and out["server_end"]["replayed"] > 0
     assert set(out["faults"]) == {"drop", "silence", "throttle", "overload", "restart"}
     assert set(out["inputs"]) >= set(soak.INPUTS)
+    # D19-D21 happened: user switches, resends, inbox pauses (server-side resend hits: the full run).
+    assert out["inputs"]["switch"] > 0 and out["inputs"]["resend"] > 0 and out["server_end"]["pauses"] > 0
+    assert soak.summary(out) == {"lost": 0, "duplicated": 0, "misdelivered": 0, "leaked": 0}

@@ -37,6 +37,10 @@ EXPECTED_IDS = (
     "D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 D13 D14 D15 D16 D18 P1 P2"
 ).split()
 SOURCE_OF_PREFIX = {"L": "DOC", "A": "DOC", "M": "DOC", "E": "DOC", "D": "DEC", "P": "PROJECT"}
+# The message layer's rules, checked live by the client and server tests (no lifecycle examples).
+MESSAGE_IDS = ["D19", "D20", "D21"]
+EXPECTED_IDS += MESSAGE_IDS
+LIVE_IDS = {"D13", *MESSAGE_IDS}
 
 SPECS = load_specs(SPECS_DIR)
 EXAMPLES = [(r.id, ex) for r in SPECS.rules if r.status == "active" for ex in r.examples]
@@ -82,10 +86,13 @@ def test_sources_follow_the_id_family() -> None:
     assert {r.id: r.source for r in SPECS.rules} == {i: SOURCE_OF_PREFIX[i[0]] for i in EXPECTED_IDS}
 
 
-def test_d13_is_checked_live_and_every_other_rule_is_active() -> None:
-    assert {r.id: r.status for r in SPECS.rules} == {i: "live" if i == "D13" else "active"
+def test_the_message_rules_are_checked_live_and_every_other_rule_is_active() -> None:
+    assert {r.id: r.status for r in SPECS.rules} == {i: "live" if i in LIVE_IDS else "active"
                                                      for i in EXPECTED_IDS}
     assert next(r for r in SPECS.rules if r.id == "D13").checked_by.startswith("tests/test_replay.py")
+    for rule in SPECS.rules:
+        if rule.id in MESSAGE_IDS:
+            assert rule.checked_by.startswith("tests/test_messages.py")
 
 
 def test_every_active_rule_has_an_example() -> None:

@@ -46,13 +46,18 @@ class Recorded:
     rows: set[int] = field(default_factory=set)
 
 
+DEFAULTS = AppSettings(region="eu")
+
+
 def record(steps: Iterable[Step], *, mode: str, seed: int = 0, name: str = "",
            max_reconnect_attempts: int | None = None, timing: dict[str, float] | None = None) -> Recorded:
     """Run `steps` on a Simulation and write down inputs, notifications and statuses. `timing`
     overrides the figures a trace header can carry (stable_after, max_retry_after)."""
     timing = dict(timing or {})
     settings = AppSettings(region="eu", auto_establish_socket_connection=mode == "auto",
-                           max_reconnect_attempts=max_reconnect_attempts, **timing)
+                           max_reconnect_attempts=max_reconnect_attempts,
+                           stable_after=timing.get("stable_after", DEFAULTS.stable_after),
+                           max_retry_after=timing.get("max_retry_after", DEFAULTS.max_retry_after))
     sim = Simulation(settings, seed=seed)
     fired: list[tuple[str, int | None]] = []
     header: dict[str, object] = {} if max_reconnect_attempts is None else \
