@@ -7,6 +7,7 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from models import connected
 
 from cometchat_fsm import AppSettings, CometChatException, Phase
 from cometchat_fsm.backoff import backoff_ceiling, backoff_delay
@@ -23,7 +24,6 @@ from cometchat_fsm.effects import (
 from cometchat_fsm.events import (
     AuthAccepted,
     AuthRejected,
-    Connect,
     Disconnect,
     EnterBackground,
     Login,
@@ -44,17 +44,6 @@ from cometchat_fsm.states import Phase as P
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
 AUTO = AppSettings(region="eu")
 
-
-def connected(settings: AppSettings) -> ClientModel:
-    m = ClientModel(settings, random=lambda: 0.5)
-    m.handle(Login("alice"))
-    m.handle(LoginVerified())
-    if m.phase is not P.CONNECTING:
-        m.handle(Connect())
-    assert m.socket is not None
-    m.handle(AuthAccepted(m.socket))
-    assert m.phase is P.CONNECTED
-    return m
 
 
 @given(st.integers(0, 200), st.floats(0, 1, exclude_max=True))

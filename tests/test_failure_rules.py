@@ -5,6 +5,7 @@ unbounded retry-after hint)."""
 from __future__ import annotations
 
 import pytest
+from models import connected
 
 from cometchat_fsm import AppSettings, CometChatException
 from cometchat_fsm.effects import AttemptEnded, DeleteSession, Notify, OpenSocket, StartTimer, StoreSession
@@ -31,16 +32,6 @@ from cometchat_fsm.states import Phase as P
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
 
-
-def connected(settings: AppSettings) -> ClientModel:
-    m = ClientModel(settings, random=lambda: 0.5)
-    m.handle(Login("alice"))
-    m.handle(LoginVerified())
-    if m.phase is not P.CONNECTING:
-        m.handle(Connect())
-    assert m.socket is not None
-    m.handle(AuthAccepted(m.socket))
-    return m
 
 
 def errors_of(effects: list[object]) -> list[str]:

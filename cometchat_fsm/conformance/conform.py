@@ -27,8 +27,6 @@ from typing import Any, TextIO
 import hypothesis
 import hypothesis.errors
 from hypothesis import HealthCheck, settings
-from hypothesis.reporting import with_reporter
-from hypothesis.stateful import get_state_machine_test
 
 from .. import places
 from ..script import parse
@@ -44,7 +42,7 @@ from .driver import (
     step_command,
     subject_factory,
 )
-from .stateful import Divergence, RunContext, make_machine
+from .stateful import Divergence, RunContext, make_machine, run_machine
 
 #: How far (microseconds) a driver's notification time may be from the oracle's (float clocks).
 TOLERANCE_US = 2
@@ -218,14 +216,10 @@ def run_conform(command: Sequence[str], *, examples: int = 200, seed: int = 0, s
                     say(f"      {n} examples, {context.steps} steps ({rate:.0f} steps/s)")
 
             context.progress = progress
-            test = get_state_machine_test(make_machine(context, without), settings=_settings(examples, steps))
-            test = hypothesis.seed(seed + round_no - 1)(test)
             divergence: Divergence | None = None
             try:
-                with with_reporter(lambda _text: None):
-                    test()
-            except Divergence as exc:
-                divergence = exc
+                divergence = run_machine(make_machine(context, without), _settings(examples, steps),
+                                         seed + round_no - 1)
             except hypothesis.errors.Unsatisfiable:
                 pass  # every example ran into a known divergence: nothing new to find
             except Exception:

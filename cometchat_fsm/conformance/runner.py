@@ -12,15 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import hypothesis
-from hypothesis.reporting import with_reporter
-from hypothesis.stateful import get_state_machine_test
 from transitions import Machine
 
 from ..errors import CometChatException
 from ..specs import Specs, load_specs, run_examples
 from .explore import INVARIANT_RULES, Exploration, explore
-from .stateful import PROFILES, Divergence, RunContext, hypothesis_settings, make_machine
+from .stateful import PROFILES, Divergence, RunContext, hypothesis_settings, make_machine, run_machine
 
 
 @dataclass
@@ -120,14 +117,7 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
             say(f"      {n} examples")
 
     context = RunContext(specs=specs, machine=machine, progress=progress)
-    test = get_state_machine_test(make_machine(context), settings=hypothesis_settings(profile))
-    test = hypothesis.seed(seed)(test)
-    divergence: Divergence | None = None
-    try:
-        with with_reporter(lambda _text: None):
-            test()
-    except Divergence as exc:
-        divergence = exc
+    divergence = run_machine(make_machine(context), hypothesis_settings(profile), seed)
     for rid, n in context.hits.items():
         if rid in rows:
             rows[rid].random_hits += n

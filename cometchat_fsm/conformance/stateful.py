@@ -12,9 +12,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import hypothesis
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, reject, settings
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.reporting import with_reporter
+from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, initialize, invariant, rule
 from transitions import Machine
 
 from ..errors import CometChatException
@@ -308,6 +310,18 @@ def _last_rule(oracle: Oracle) -> str:
 
 def _fmt(notes: list[tuple[int, str]]) -> str:
     return ", ".join(f"{name}@{t / 1_000_000:g}" for t, name in notes) or "nothing"
+
+
+def run_machine(machine: type[LifecycleConformance], given: settings, seed: int) -> Divergence | None:
+    """One seeded Hypothesis run of `machine`, its reports silenced: the shrunk divergence, or None.
+    Anything else the run raises (Unsatisfiable, a broken driver) is the caller's to handle."""
+    test = hypothesis.seed(seed)(get_state_machine_test(machine, settings=given))
+    try:
+        with with_reporter(lambda _text: None):
+            test()
+    except Divergence as exc:
+        return exc
+    return None
 
 
 def make_machine(context: RunContext, without: frozenset[str] = frozenset()) -> type[LifecycleConformance]:
