@@ -322,8 +322,8 @@ def managed_side(cfg: dict[str, Any], side: Side, clients: dict[int, Any], watch
     The connector is the default one (`url_connector`), wrapped to note attempts."""
     import trio
 
-    from cometchat_fsm.client import open_client, url_connector
-    from cometchat_fsm.settings import AppSettings
+    from cometchat_fsm.core.settings import AppSettings
+    from cometchat_fsm.trio.client import open_client, url_connector
 
     settings = AppSettings("us")
     url, store = cfg["url"], cfg["store"]
@@ -442,7 +442,7 @@ async def child_main(cfg: dict[str, Any]) -> dict[str, Any]:
         return managed_side(cfg, side, clients, watches, dial)
 
     if role == "managed":  # the stored sessions the clients restore (setup, not timed)
-        from cometchat_fsm.session_store import SessionStore, StoredSession
+        from cometchat_fsm.session.store import SessionStore, StoredSession
         store = SessionStore(cfg["store"])
         for i in range(max(n, cfg["warmup"], cfg["tm_n"])):
             store.save(f"bench-{i}", StoredSession(f"u{i}", tokens[f"u{i}"]))
@@ -745,7 +745,7 @@ def report(results: dict[str, dict[str, Any]], n: int, quick: bool, cfg: dict[st
     tws = _get(man, "tm_tws_per_client")
     print(f"  managed / bare: {m_ratio:.2f}x RSS (the verdict), {tm_ratio:.2f}x tracemalloc")
     print(f"  context: the managed client dialling with trio-websocket's open_websocket_url instead of "
-          f"url_connector's\n  fail-fast opener (cometchat_fsm.wsclient): {tws / 1024:.1f} KiB "
+          f"url_connector's\n  fail-fast opener (cometchat_fsm.trio.wsclient): {tws / 1024:.1f} KiB "
           f"tracemalloc, {tws / _get(bare, 'tm_per_client'):.2f}x bare")
 
     print(f"\nServer restart (ReferenceServer.restart(): 1001 to every connection), until all {n} are "

@@ -2,7 +2,7 @@
 
 Started by bench/live.py (not meant to be run by hand). It:
 
-1. serves `cometchat_fsm.server.serve_reference` on 127.0.0.1 (a free port) with the users
+1. serves `cometchat_fsm.server.reference.serve_reference` on 127.0.0.1 (a free port) with the users
    `u0` .. `u{N-1}` and the given auth key;
 2. logs every user in once through the real login endpoint (`/v1/login`, over loopback, a few
    at a time) and writes the tokens to `--tokens` as JSON `{uid: token}`, so that the bench's
@@ -44,7 +44,7 @@ import trio
 import trio_websocket
 from common import serve_control
 
-from cometchat_fsm.server import LOGIN_PATH, ReferenceServer, serve_reference
+from cometchat_fsm.server.reference import LOGIN_PATH, ReferenceServer, serve_reference
 
 ACCEPTS: list[float] = []
 ACTIVE = [0]  # connections being served now (handshake, auth, or open)

@@ -34,9 +34,9 @@ import transitions
 from common import exit_status, verdict_table
 from transitions import Machine
 
-from cometchat_fsm import errors
-from cometchat_fsm.effects import Notify
-from cometchat_fsm.events import (
+from cometchat_fsm.core import errors
+from cometchat_fsm.core.effects import Notify
+from cometchat_fsm.core.events import (
     AuthAccepted,
     AuthRejected,
     Connect,
@@ -59,10 +59,10 @@ from cometchat_fsm.events import (
     Timer,
     TimerFired,
 )
-from cometchat_fsm.lifecycle import ROUTES, TABLE, build_machine, machine_config, row_index
-from cometchat_fsm.model import ClientModel
-from cometchat_fsm.settings import AppSettings
-from cometchat_fsm.states import Phase
+from cometchat_fsm.core.lifecycle import ROUTES, TABLE, build_machine, machine_config, row_index
+from cometchat_fsm.core.model import ClientModel
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.core.states import Phase
 
 DISPATCH_TARGET = 1.2  # core / bare transitions, at most
 MEMORY_TARGET_KIB = 12.0  # per client model, 10,000 models sharing one Machine
@@ -465,8 +465,8 @@ def measure_conformance(profile: str) -> dict[str, float]:
     from hypothesis.stateful import get_state_machine_test
 
     from cometchat_fsm.conformance.explore import explore
+    from cometchat_fsm.conformance.specs import load_specs
     from cometchat_fsm.conformance.stateful import RunContext, hypothesis_settings, make_machine
-    from cometchat_fsm.specs import load_specs
 
     t0 = time.perf_counter()
     states = sum(explore(max_reconnect_attempts=limit).states for limit in (None, 2))

@@ -103,10 +103,10 @@ import trio  # noqa: E402
 from common import ServerProcess, exit_status, verdict_table  # noqa: E402
 from soak_server import ServerOps, open_fds, rss_mib  # noqa: E402
 
-from cometchat_fsm.client import Client, ConnectedInfo, Connector, Message, open_client  # noqa: E402
-from cometchat_fsm.errors import CometChatException, SendFailed  # noqa: E402
-from cometchat_fsm.settings import AppSettings  # noqa: E402
-from cometchat_fsm.states import ConnectionStatus, Phase  # noqa: E402
+from cometchat_fsm.core.errors import CometChatException, SendFailed  # noqa: E402
+from cometchat_fsm.core.settings import AppSettings  # noqa: E402
+from cometchat_fsm.core.states import ConnectionStatus, Phase  # noqa: E402
+from cometchat_fsm.trio.client import Client, ConnectedInfo, Connector, Message, open_client  # noqa: E402
 
 GROWTH_TARGET = 0.10  # RSS growth after warm-up, both processes
 HARD_LIMIT = 290.0  # seconds: the whole run, server start to report

@@ -1,7 +1,7 @@
 """The reference server for bench/soak.py, in a process of its own, with a control endpoint.
 
 Started by bench/soak.py (not meant to be run by hand). It serves
-`cometchat_fsm.server.serve_reference` on 127.0.0.1 (a free port) with the users `u0` ..
+`cometchat_fsm.server.reference.serve_reference` on 127.0.0.1 (a free port) with the users `u0` ..
 `u{N-1}` (and `v0` .. `v{N-1}`, whom the apps switch to: D19), the given auth key, its SQLite
 history in the given file and a replay window far larger than the run (so that no reconnect
 should ever be told of a gap); then it serves a control WebSocket on another loopback port
@@ -30,8 +30,8 @@ import trio
 import trio_websocket
 from common import serve_control
 
-from cometchat_fsm.history import Retention
-from cometchat_fsm.server import ReferenceServer, serve_reference
+from cometchat_fsm.server.history import Retention
+from cometchat_fsm.server.reference import ReferenceServer, serve_reference
 
 #: Far beyond any soak run: every reconnect's replay covers all it missed (no gap expected).
 SOAK_RETENTION = Retention(replay_seconds=86_400.0, replay_messages=1_000_000,

@@ -1,5 +1,5 @@
 """`python -m cometchat_fsm` is the `cometchat-fsm` command."""
 
-from .cli import main
+from cometchat_fsm.cli.main import main
 
 raise SystemExit(main())

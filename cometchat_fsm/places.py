@@ -23,7 +23,7 @@ def version() -> str:
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        from . import __version__
+        from cometchat_fsm import __version__
 
         return __version__
 

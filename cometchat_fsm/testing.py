@@ -13,9 +13,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import trio
 import trio_websocket
 
-from .client import Connector
-from .groups import single_exception
-from .server import ReferenceServer, connect_in_memory
+from cometchat_fsm.server.reference import ReferenceServer, connect_in_memory
+from cometchat_fsm.trio.client import Connector
+from cometchat_fsm.trio.groups import single_exception
 
 
 class DeadLink(trio.abc.Stream):

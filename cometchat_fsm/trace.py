@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cli_paths import utf8_problem
-from .errors import CometChatException
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.files import utf8_problem
 
 #: Input name -> its arguments and their JSON types (None allowed where listed).
 INPUTS: dict[str, dict[str, tuple[type, ...]]] = {

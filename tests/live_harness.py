@@ -35,15 +35,15 @@ import trio.testing
 from transitions import Machine
 
 from cometchat_fsm import AppSettings, CometChatException, Simulation
-from cometchat_fsm import errors as catalogue
-from cometchat_fsm.client import Client, Connector, open_client
 from cometchat_fsm.conformance.stateful import HINTS, PAUSES, WAITS
-from cometchat_fsm.groups import single_exception
-from cometchat_fsm.script import Step, apply
-from cometchat_fsm.server import ReferenceServer, serve_reference
-from cometchat_fsm.session_store import SessionStore
-from cometchat_fsm.states import LIVE, ConnectionStatus, Network, Phase
+from cometchat_fsm.core import errors as catalogue
+from cometchat_fsm.core.states import LIVE, ConnectionStatus, Network, Phase
+from cometchat_fsm.server.reference import ReferenceServer, serve_reference
+from cometchat_fsm.session.store import SessionStore
+from cometchat_fsm.sim.script import Step, apply
 from cometchat_fsm.testing import memory_connector
+from cometchat_fsm.trio.client import Client, Connector, open_client
+from cometchat_fsm.trio.groups import single_exception
 
 US = 1_000_000
 USERS = ("alice", "bob")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cometchat_fsm.events import AuthAccepted, Connect, Login, LoginVerified
-from cometchat_fsm.model import ClientModel
-from cometchat_fsm.settings import AppSettings
-from cometchat_fsm.states import Phase
+from cometchat_fsm.core.events import AuthAccepted, Connect, Login, LoginVerified
+from cometchat_fsm.core.model import ClientModel
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.core.states import Phase
 
 
 def connected(settings: AppSettings) -> ClientModel:

@@ -30,13 +30,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cometchat_fsm.cli import main
+from cometchat_fsm.cli.main import main
+from cometchat_fsm.conformance.specs import load_specs
 from cometchat_fsm.conformance.tracecheck import check_trace
-from cometchat_fsm.errors import CometChatException
-from cometchat_fsm.script import WORDS
-from cometchat_fsm.settings import AppSettings
-from cometchat_fsm.simulation import MAX_SECONDS, Simulation
-from cometchat_fsm.specs import load_specs
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.sim.script import WORDS
+from cometchat_fsm.sim.simulation import MAX_SECONDS, Simulation
 from cometchat_fsm.trace import parse
 
 Capsys = pytest.CaptureFixture[str]

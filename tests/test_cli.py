@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm import diagram, places
-from cometchat_fsm.cli import main
-from cometchat_fsm.script import ACCEPTED
+from cometchat_fsm import places
+from cometchat_fsm.cli.main import main
+from cometchat_fsm.pictures import diagram
+from cometchat_fsm.sim.script import ACCEPTED
 
 Capsys = pytest.CaptureFixture[str]
 

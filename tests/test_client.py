@@ -15,10 +15,10 @@ import trio.testing
 from listeners import Recorder
 
 from cometchat_fsm import AppSettings, CometChatException, ConnectionStatus
-from cometchat_fsm.client import Client, open_client
-from cometchat_fsm.server import ReferenceServer, serve_reference
-from cometchat_fsm.session_store import SessionStore
+from cometchat_fsm.server.reference import ReferenceServer, serve_reference
+from cometchat_fsm.session.store import SessionStore
 from cometchat_fsm.testing import memory_connector
+from cometchat_fsm.trio.client import Client, open_client
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)

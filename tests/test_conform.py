@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm.cli import main
+from cometchat_fsm.cli.main import main
 from cometchat_fsm.conformance.conform import ConformReport, render_markdown, run_conform
-from cometchat_fsm.drivers import js_sdk
+from cometchat_fsm.conformance.drivers import js_sdk
 
 HERE = Path(__file__).resolve().parent
-SIMULATION = [sys.executable, "-m", "cometchat_fsm.drivers.simulation"]
-LIVE = [sys.executable, "-m", "cometchat_fsm.drivers.live"]
+SIMULATION = [sys.executable, "-m", "cometchat_fsm.conformance.drivers.simulation"]
+LIVE = [sys.executable, "-m", "cometchat_fsm.conformance.drivers.live"]
 LIVE_EXAMPLES = int(os.environ.get("LIVE_CONFORM_EXAMPLES", "300"))
 JS_EXAMPLES = int(os.environ.get("JS_CONFORM_EXAMPLES", "40"))
 

@@ -9,12 +9,12 @@ import io
 import pytest
 
 from cometchat_fsm import AppSettings, Simulation
-from cometchat_fsm.cli import main
+from cometchat_fsm.cli.main import main
 from cometchat_fsm.conformance import run_check
 from cometchat_fsm.conformance.runner import run_checks
-from cometchat_fsm.lifecycle import TABLE, Row, build_machine
-from cometchat_fsm.script import parse, run
-from cometchat_fsm.specs import Specs, load_specs
+from cometchat_fsm.conformance.specs import Specs, load_specs
+from cometchat_fsm.core.lifecycle import TABLE, Row, build_machine
+from cometchat_fsm.sim.script import parse, run
 
 
 @pytest.fixture(scope="module")

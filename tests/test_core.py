@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from models import connected
 
 from cometchat_fsm import AppSettings, CometChatException, Phase
-from cometchat_fsm.backoff import backoff_ceiling, backoff_delay
-from cometchat_fsm.effects import (
+from cometchat_fsm.core.backoff import backoff_ceiling, backoff_delay
+from cometchat_fsm.core.effects import (
     AttemptEnded,
     CancelTimer,
     CloseSocket,
@@ -21,7 +21,7 @@ from cometchat_fsm.effects import (
     StartTimer,
     StoreSession,
 )
-from cometchat_fsm.events import (
+from cometchat_fsm.core.events import (
     AuthAccepted,
     AuthRejected,
     Disconnect,
@@ -36,10 +36,10 @@ from cometchat_fsm.events import (
     Timer,
     TimerFired,
 )
-from cometchat_fsm.lifecycle import TABLE, TRIGGERS, build_machine, shared_machine
-from cometchat_fsm.model import ClientModel
-from cometchat_fsm.states import STATUS_OF_PHASE
-from cometchat_fsm.states import Phase as P
+from cometchat_fsm.core.lifecycle import TABLE, TRIGGERS, build_machine, shared_machine
+from cometchat_fsm.core.model import ClientModel
+from cometchat_fsm.core.states import STATUS_OF_PHASE
+from cometchat_fsm.core.states import Phase as P
 
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
 AUTO = AppSettings(region="eu")

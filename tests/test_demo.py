@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from cometchat_fsm import demo
-from cometchat_fsm.cli import main
-from cometchat_fsm.client import Client
-from cometchat_fsm.server import ReferenceServer
+from cometchat_fsm.cli import demo
+from cometchat_fsm.cli.main import main
+from cometchat_fsm.server.reference import ReferenceServer
+from cometchat_fsm.trio.client import Client
 
 Capsys = pytest.CaptureFixture[str]
 ROW = re.compile(r"^ {0,8}\d+\.\d{3}  ")

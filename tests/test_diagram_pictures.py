@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm import diagram, diagram_views, places, views
-from cometchat_fsm.lifecycle import TABLE
-from cometchat_fsm.states import Phase
+from cometchat_fsm import places
+from cometchat_fsm.core.lifecycle import TABLE
+from cometchat_fsm.core.states import Phase
+from cometchat_fsm.pictures import diagram, diagram_views, views
 
 DIAGRAMS = places.diagrams_directory()
 COMMITTED_SVGS = sorted(DIAGRAMS.glob("*.svg"))

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from cometchat_fsm.conformance.explore import INVARIANTS, explore
-from cometchat_fsm.lifecycle import TABLE, Row, build_machine
-from cometchat_fsm.states import Phase
+from cometchat_fsm.core.lifecycle import TABLE, Row, build_machine
+from cometchat_fsm.core.states import Phase
 
 
 def test_the_real_table_keeps_every_invariant() -> None:

@@ -8,8 +8,15 @@ import pytest
 from models import connected
 
 from cometchat_fsm import AppSettings, CometChatException
-from cometchat_fsm.effects import AttemptEnded, DeleteSession, Notify, OpenSocket, StartTimer, StoreSession
-from cometchat_fsm.events import (
+from cometchat_fsm.core.effects import (
+    AttemptEnded,
+    DeleteSession,
+    Notify,
+    OpenSocket,
+    StartTimer,
+    StoreSession,
+)
+from cometchat_fsm.core.events import (
     AuthAccepted,
     AuthRejected,
     Connect,
@@ -24,10 +31,10 @@ from cometchat_fsm.events import (
     Timer,
     TimerFired,
 )
-from cometchat_fsm.model import ClientModel
-from cometchat_fsm.script import parse, run
-from cometchat_fsm.simulation import Simulation
-from cometchat_fsm.states import Phase as P
+from cometchat_fsm.core.model import ClientModel
+from cometchat_fsm.core.states import Phase as P
+from cometchat_fsm.sim.script import parse, run
+from cometchat_fsm.sim.simulation import Simulation
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)

@@ -16,7 +16,7 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketRequest
 
-from cometchat_fsm.faultproxy import FaultProxy, open_fault_proxy
+from cometchat_fsm.server.faultproxy import FaultProxy, open_fault_proxy
 
 BOUND = 3.0  # every test body; a hang fails in seconds, not at the CI timeout
 QUICK = 0.5  # "at once": a cut or refusal must be seen within this

@@ -41,8 +41,8 @@ from wsproto.events import (
 )
 
 from cometchat_fsm import AppSettings, CometChatException, ConnectionStatus, Simulation
-from cometchat_fsm.client import LOGIN_PATH, SOCKET_PATH, Client, open_client
-from cometchat_fsm.effects import AttemptEnded, Effect, OpenSocket
+from cometchat_fsm.core.effects import AttemptEnded, Effect, OpenSocket
+from cometchat_fsm.trio.client import LOGIN_PATH, SOCKET_PATH, Client, open_client
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)

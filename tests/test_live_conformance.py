@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, example, given, settings
 from live_harness import USERS, WORDS, LiveDivergence, Stats, app_settings, run_example, scripts
 
 from cometchat_fsm import AppSettings, ConnectionStatus, open_client, serve_reference
-from cometchat_fsm.lifecycle import TABLE, build_machine
-from cometchat_fsm.script import Step, parse
+from cometchat_fsm.core.lifecycle import TABLE, build_machine
+from cometchat_fsm.sim.script import Step, parse
 from cometchat_fsm.testing import memory_connector
 
 AUTO = AppSettings(region="eu")

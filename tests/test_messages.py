@@ -26,10 +26,10 @@ from cometchat_fsm import (
     open_client,
     serve_reference,
 )
-from cometchat_fsm.client import Client, Connector
-from cometchat_fsm.errors import SendFailed
-from cometchat_fsm.server import ReferenceServer
+from cometchat_fsm.core.errors import SendFailed
+from cometchat_fsm.server.reference import ReferenceServer
 from cometchat_fsm.testing import DeadLinks, memory_connector
+from cometchat_fsm.trio.client import Client, Connector
 
 AUTO = AppSettings(region="eu")
 BOUND = 900  # virtual seconds: every scenario here is far shorter
@@ -297,7 +297,7 @@ async def test_d20_a_send_that_never_left_says_so(
 def _client_bytes() -> int:
     """Bytes held now by objects allocated under the client's code (tracemalloc)."""
     snapshot = tracemalloc.take_snapshot().filter_traces(
-        [tracemalloc.Filter(True, "*cometchat_fsm/client.py", all_frames=True)])
+        [tracemalloc.Filter(True, "*cometchat_fsm/trio/client.py", all_frames=True)])
     return sum(stat.size for stat in snapshot.statistics("filename"))
 
 

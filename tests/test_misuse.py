@@ -32,11 +32,9 @@ from cometchat_fsm import (
     open_client,
     serve_reference,
 )
-from cometchat_fsm import client as client_module
-from cometchat_fsm import server as server_module
-from cometchat_fsm.client import MAX_TEXT, MAX_TEXT_JSON, Client, Connector
-from cometchat_fsm.history import StoredMessage
-from cometchat_fsm.server import (
+from cometchat_fsm.server import reference as server_module
+from cometchat_fsm.server.history import StoredMessage
+from cometchat_fsm.server.reference import (
     LOGIN_PATH,
     MAX_FRAME_BYTES,
     MAX_TEXT_CHARS,
@@ -46,6 +44,8 @@ from cometchat_fsm.server import (
     connect_in_memory,
 )
 from cometchat_fsm.testing import memory_connector
+from cometchat_fsm.trio import client as client_module
+from cometchat_fsm.trio.client import MAX_TEXT, MAX_TEXT_JSON, Client, Connector
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from cometchat_fsm import script
-from cometchat_fsm.events import Timer
-from cometchat_fsm.observe import CANCELLED, DISCARDED, FIRED, REPLACED
-from cometchat_fsm.settings import AppSettings
-from cometchat_fsm.simulation import Simulation
-from cometchat_fsm.states import AppState, ConnectionStatus, Phase
+from cometchat_fsm.core.events import Timer
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.core.states import AppState, ConnectionStatus, Phase
+from cometchat_fsm.sim import script
+from cometchat_fsm.sim.observe import CANCELLED, DISCARDED, FIRED, REPLACED
+from cometchat_fsm.sim.simulation import Simulation
 
 
 def test_the_manual_window_renewed_by_a_ping() -> None:

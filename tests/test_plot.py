@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm import plot, script
-from cometchat_fsm.cli import main
+from cometchat_fsm.cli.main import main
+from cometchat_fsm.conformance.specs import load_specs
 from cometchat_fsm.conformance.tracecheck import check_trace
-from cometchat_fsm.observe import CANCELLED, FIRED, REPLACED
-from cometchat_fsm.settings import AppSettings
-from cometchat_fsm.simulation import Simulation
-from cometchat_fsm.specs import load_specs
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.pictures import plot
+from cometchat_fsm.sim import script
+from cometchat_fsm.sim.observe import CANCELLED, FIRED, REPLACED
+from cometchat_fsm.sim.simulation import Simulation
 from cometchat_fsm.trace import read
 
 Capsys = pytest.CaptureFixture[str]

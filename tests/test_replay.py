@@ -38,10 +38,10 @@ from cometchat_fsm import (
     open_client,
     serve_reference,
 )
-from cometchat_fsm.client import Client, Connector
-from cometchat_fsm.history import IN_MEMORY, History, ReplayPlan, StoredMessage
-from cometchat_fsm.server import ReferenceServer
+from cometchat_fsm.server.history import IN_MEMORY, History, ReplayPlan, StoredMessage
+from cometchat_fsm.server.reference import ReferenceServer
 from cometchat_fsm.testing import DeadLinks, memory_connector
+from cometchat_fsm.trio.client import Client, Connector
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
@@ -616,7 +616,7 @@ def test_every_message_arrives_once_in_order_or_inside_a_reported_gap() -> None:
 
 
 def test_the_session_file_keeps_the_place_and_ignores_a_damaged_one(tmp_path: Path) -> None:
-    from cometchat_fsm.session_store import SessionStore, StoredSession
+    from cometchat_fsm.session.store import SessionStore, StoredSession
 
     store = SessionStore(tmp_path)
     store.save("app", StoredSession("bob", "s3cret", 42))

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm import report, script
-from cometchat_fsm.cli import main
+from cometchat_fsm.cli.main import main
+from cometchat_fsm.conformance.specs import load_specs
 from cometchat_fsm.conformance.tracecheck import check_trace
-from cometchat_fsm.specs import load_specs
+from cometchat_fsm.pictures import report
+from cometchat_fsm.sim import script
 from cometchat_fsm.trace import read
 
 TRACES = Path(__file__).parent / "traces"

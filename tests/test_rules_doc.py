@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm import rules_doc
-from cometchat_fsm.cli import main
+from cometchat_fsm.cli import rules_doc
+from cometchat_fsm.cli.main import main
 from cometchat_fsm.conformance import oracle
 from cometchat_fsm.conformance.explore import INVARIANT_RULES, INVARIANTS
-from cometchat_fsm.lifecycle import TABLE
-from cometchat_fsm.specs import ENV_VAR, Specs, load_specs
+from cometchat_fsm.conformance.specs import ENV_VAR, Specs, load_specs
+from cometchat_fsm.core.lifecycle import TABLE
 
 Capsys = pytest.CaptureFixture[str]
 

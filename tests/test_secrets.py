@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from cometchat_fsm import AppSettings, CometChatException, open_client, serve_reference
-from cometchat_fsm.session_store import SessionStore
+from cometchat_fsm.session.store import SessionStore
 from cometchat_fsm.testing import memory_connector
 
 

@@ -22,16 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
 
-from cometchat_fsm import cli
-from cometchat_fsm.errors import CometChatException
-from cometchat_fsm.server import (
+from cometchat_fsm.cli import main as cli
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.server.reference import (
     LOGIN_PATH,
     SOCKET_PATH,
     ReferenceServer,
     connect_in_memory,
     serve_reference,
 )
-from cometchat_fsm.wsclient import handshake
+from cometchat_fsm.trio.wsclient import handshake
 
 BOUND = 30  # seconds, virtual in most tests: generous, since only a hang would reach it
 USERS = ("alice", "bob", "carol")
@@ -655,7 +655,7 @@ class _Errors(logging.Handler):
 def test_no_frame_crashes_the_server_or_touches_another_connection(frames: list[str | bytes],
                                                                    before_auth: bool) -> None:
     errors = _Errors()
-    logging.getLogger("cometchat_fsm.server").addHandler(errors)
+    logging.getLogger("cometchat_fsm.server.reference").addHandler(errors)
 
     async def main() -> None:
         with trio.fail_after(BOUND):
@@ -678,7 +678,7 @@ def test_no_frame_crashes_the_server_or_touches_another_connection(frames: list[
     try:
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     finally:
-        logging.getLogger("cometchat_fsm.server").removeHandler(errors)
+        logging.getLogger("cometchat_fsm.server.reference").removeHandler(errors)
     assert not errors.records, [r.getMessage() for r in errors.records]
 
 
@@ -740,7 +740,7 @@ async def test_a_ping_during_the_close_cuts_only_that_connection(autojump_clock:
     # trio-websocket 0.12 answers a ping that arrives after its close frame, which wsproto refuses
     # with an exception: the server must contain it to that one connection, and not log it as a bug.
     errors = _Errors()
-    logging.getLogger("cometchat_fsm.server").addHandler(errors)
+    logging.getLogger("cometchat_fsm.server.reference").addHandler(errors)
     try:
         with trio.fail_after(BOUND):
             async with running() as (server, nursery):
@@ -754,7 +754,7 @@ async def test_a_ping_during_the_close_cuts_only_that_connection(autojump_clock:
                 await exchange_works(server, nursery, (bob, carol))
                 await server.wait_open_sockets(2)
     finally:
-        logging.getLogger("cometchat_fsm.server").removeHandler(errors)
+        logging.getLogger("cometchat_fsm.server.reference").removeHandler(errors)
     assert not errors.records
 
 
@@ -788,7 +788,7 @@ RAW_FRAMES = st.builds(
 @given(chunks=st.lists(RAW_FRAMES, min_size=1, max_size=6), authenticate=st.booleans())
 def test_no_byte_sequence_takes_the_server_down(chunks: list[bytes], authenticate: bool) -> None:
     errors = _Errors()
-    logging.getLogger("cometchat_fsm.server").addHandler(errors)
+    logging.getLogger("cometchat_fsm.server.reference").addHandler(errors)
 
     async def main() -> None:
         with trio.fail_after(BOUND):
@@ -812,7 +812,7 @@ def test_no_byte_sequence_takes_the_server_down(chunks: list[bytes], authenticat
     try:
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     finally:
-        logging.getLogger("cometchat_fsm.server").removeHandler(errors)
+        logging.getLogger("cometchat_fsm.server.reference").removeHandler(errors)
     assert not errors.records, [r.getMessage() for r in errors.records]
 
 
@@ -824,7 +824,7 @@ async def test_a_client_that_never_reads_is_cut_with_bounded_memory(monkeypatch:
     alice floods him. His outbox never exceeds OUTBOX_LIMIT, he is closed 1013 (retry later) and
     cut when the close cannot be delivered, others keep talking meanwhile, and every message
     stays in the history for his next connection (D13)."""
-    from cometchat_fsm import server as server_module
+    from cometchat_fsm.server import reference as server_module
 
     monkeypatch.setattr(server_module, "CLOSE_TIMEOUT", 0.5)
     flood, text = 1_500, "z" * 16_000

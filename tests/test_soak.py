@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from cometchat_fsm import serve_reference
-from cometchat_fsm.history import IN_MEMORY
+from cometchat_fsm.server.history import IN_MEMORY
 from cometchat_fsm.testing import memory_connector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))

@@ -13,11 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm import lifecycle, script
-from cometchat_fsm.errors import CometChatException
-from cometchat_fsm.settings import AppSettings
-from cometchat_fsm.simulation import Simulation
-from cometchat_fsm.specs import (
+from cometchat_fsm.conformance.specs import (
     CONSTANT_NAMES,
     ENV_VAR,
     ApiCall,
@@ -28,6 +24,11 @@ from cometchat_fsm.specs import (
     run_example,
     run_examples,
 )
+from cometchat_fsm.core import lifecycle
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.sim import script
+from cometchat_fsm.sim.simulation import Simulation
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 # Every rule ID, the page's and the decisions' plus the project's (docs/rules.md lists them).

@@ -11,15 +11,15 @@ import trio
 import trio.testing
 
 from cometchat_fsm import AppSettings, CometChatException
-from cometchat_fsm.cli import main
-from cometchat_fsm.client import open_client
+from cometchat_fsm.cli.main import main
+from cometchat_fsm.conformance.specs import Specs, load_specs
 from cometchat_fsm.conformance.tracecheck import check_trace
 from cometchat_fsm.conformance.vectors import generate, stale
-from cometchat_fsm.lifecycle import TABLE
-from cometchat_fsm.server import serve_reference
-from cometchat_fsm.specs import Specs, load_specs
+from cometchat_fsm.core.lifecycle import TABLE
+from cometchat_fsm.server.reference import serve_reference
 from cometchat_fsm.testing import memory_connector
 from cometchat_fsm.trace import Input, Notify, Status, Trace, TraceError, TraceRecorder, parse
+from cometchat_fsm.trio.client import open_client
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "specs" / "vectors"

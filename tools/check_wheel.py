@@ -138,10 +138,10 @@ def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool, plot: bo
     with step("demo (two live clients on loopback)"):
         run([cli, "demo"], cwd=work, env=env)
     with step("conform against the shipped Simulation driver; the JS driver ships"):
-        driver = [bin_dir / "python", "-m", "cometchat_fsm.drivers.simulation"]
+        driver = [bin_dir / "python", "-m", "cometchat_fsm.conformance.drivers.simulation"]
         expect_in(run([cli, "conform", "--examples", "20", "--", *driver], cwd=work, env=env),
                   "0 failed", "conform")
-        where = "from cometchat_fsm.drivers import js_sdk; print(js_sdk.DRIVER.is_file())"
+        where = "from cometchat_fsm.conformance.drivers import js_sdk; print(js_sdk.DRIVER.is_file())"
         expect_in(run([bin_dir / "python", "-c", where], cwd=work, env=env), "True",
                   "driver.mjs in the wheel")
     for index, source in enumerate(examples()):

@@ -11,19 +11,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .conform import run_conform
-    from .runner import run_check
+    from cometchat_fsm.conformance.conform import run_conform
+    from cometchat_fsm.conformance.runner import run_check
 
 __all__ = ["run_check", "run_conform"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "run_check":
-        from .runner import run_check
+        from cometchat_fsm.conformance.runner import run_check
 
         return run_check
     if name == "run_conform":  # `cometchat-fsm conform` as a Python API (conform.py)
-        from .conform import run_conform
+        from cometchat_fsm.conformance.conform import run_conform
 
         return run_conform
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

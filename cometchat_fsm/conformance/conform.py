@@ -28,10 +28,8 @@ import hypothesis
 import hypothesis.errors
 from hypothesis import HealthCheck, settings
 
-from .. import places
-from ..script import parse
-from ..specs import Specs, load_specs
-from .driver import (
+from cometchat_fsm import places
+from cometchat_fsm.conformance.driver import (
     INPUTS,
     DriverError,
     DriverProcess,
@@ -42,7 +40,9 @@ from .driver import (
     step_command,
     subject_factory,
 )
-from .stateful import Divergence, RunContext, make_machine, run_machine
+from cometchat_fsm.conformance.specs import Specs, load_specs
+from cometchat_fsm.conformance.stateful import Divergence, RunContext, make_machine, run_machine
+from cometchat_fsm.sim.script import parse
 
 #: How far (microseconds) a driver's notification time may be from the oracle's (float clocks).
 TOLERANCE_US = 2
@@ -94,7 +94,7 @@ class Finding:
 
     def driver_commands(self) -> list[str]:
         """The JSON Lines to send a driver to replay it (after its `init`)."""
-        from ..settings import AppSettings
+        from cometchat_fsm.core.settings import AppSettings
 
         app = AppSettings(region="eu", auto_establish_socket_connection=self.mode == "auto",
                           max_reconnect_attempts=self.max_reconnect_attempts)

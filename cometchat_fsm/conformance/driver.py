@@ -22,10 +22,10 @@ from typing import IO, Any
 
 from transitions import Machine
 
-from ..errors import CometChatException
-from ..script import Step
-from ..settings import AppSettings
-from ..states import ConnectionStatus
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.core.states import ConnectionStatus
+from cometchat_fsm.sim.script import Step
 
 PROTOCOL_VERSION = 1
 #: How many uniform draws of `random.Random(seed)` `init` and `reset` hand the driver (D6a jitter).

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from transitions import Machine
 
-from ..effects import CloseSocket, Effect, Notify, OpenSocket
-from ..errors import RETRIES_EXHAUSTED, CometChatException
-from ..events import (
+from cometchat_fsm.core.effects import CloseSocket, Effect, Notify, OpenSocket
+from cometchat_fsm.core.errors import RETRIES_EXHAUSTED, CometChatException
+from cometchat_fsm.core.events import (
     AuthAccepted,
     AuthRejected,
     Connect,
@@ -49,9 +49,9 @@ from ..events import (
     Timer,
     TimerFired,
 )
-from ..model import ClientModel
-from ..settings import AppSettings, Mode
-from ..states import (
+from cometchat_fsm.core.model import ClientModel
+from cometchat_fsm.core.settings import AppSettings, Mode
+from cometchat_fsm.core.states import (
     HAS_SOCKET,
     LIVE,
     LOGGED_IN,

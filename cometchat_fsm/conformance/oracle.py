@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..specs import Specs
+from cometchat_fsm.conformance.specs import Specs
 
 US = 1_000_000
 #: Every rule the oracle applies by name (the one a divergence blames). A test keeps this equal to

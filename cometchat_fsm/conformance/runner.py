@@ -14,10 +14,17 @@ from typing import TextIO
 
 from transitions import Machine
 
-from ..errors import CometChatException
-from ..specs import Specs, load_specs, run_examples
-from .explore import INVARIANT_RULES, Exploration, explore
-from .stateful import PROFILES, Divergence, RunContext, hypothesis_settings, make_machine, run_machine
+from cometchat_fsm.conformance.explore import INVARIANT_RULES, Exploration, explore
+from cometchat_fsm.conformance.specs import Specs, load_specs, run_examples
+from cometchat_fsm.conformance.stateful import (
+    PROFILES,
+    Divergence,
+    RunContext,
+    hypothesis_settings,
+    make_machine,
+    run_machine,
+)
+from cometchat_fsm.core.errors import CometChatException
 
 
 @dataclass

@@ -19,12 +19,12 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, initialize, invariant, rule
 from transitions import Machine
 
-from ..errors import CometChatException
-from ..script import Step
-from ..settings import AppSettings
-from ..specs import Specs
-from .oracle import Expected, Oracle
-from .subject import Subject, SubjectFactory, simulation_subject
+from cometchat_fsm.conformance.oracle import Expected, Oracle
+from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.conformance.subject import Subject, SubjectFactory, simulation_subject
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.sim.script import Step
 
 EDGES = (0.0, 0.001, 0.5, 1.0, 2.999, 3.0, 3.001, 9.999, 10.0, 14.999, 15.0, 15.001, 18.0,
          29.999, 30.0, 30.001, 45.0)

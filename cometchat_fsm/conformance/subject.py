@@ -13,9 +13,9 @@ from typing import Protocol
 
 from transitions import Machine
 
-from ..settings import AppSettings
-from ..simulation import Simulation
-from ..states import ConnectionStatus
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.core.states import ConnectionStatus
+from cometchat_fsm.sim.simulation import Simulation
 
 
 class Subject(Protocol):

@@ -19,10 +19,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import BAD_ARGUMENTS
-from ..specs import Specs
-from ..trace import MAX_TOLERANCE, Input, Notify, Status, Trace
-from .oracle import US, Expected, Oracle
+from cometchat_fsm.conformance.oracle import US, Expected, Oracle
+from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.core.errors import BAD_ARGUMENTS
+from cometchat_fsm.trace import MAX_TOLERANCE, Input, Notify, Status, Trace
 
 LARGEST_DRAW = 1.0 - 1e-12
 

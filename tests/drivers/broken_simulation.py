@@ -7,8 +7,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from cometchat_fsm.drivers.pipe import serve
-from cometchat_fsm.drivers.simulation import SimulationImplementation
+from cometchat_fsm.conformance.drivers.pipe import serve
+from cometchat_fsm.conformance.drivers.simulation import SimulationImplementation
 
 
 class QuietDisconnect(SimulationImplementation):

@@ -1,0 +1,1 @@
+"""The command line `cometchat-fsm` and the demo it runs."""

@@ -1,0 +1,271 @@
+"""One client's lifecycle state, and the actions the transition table names.
+
+`ClientModel` is a `transitions` model: the shared Machine moves its `state` (a `Phase`).
+Its actions do no I/O and read no clock; each appends effects to an outbox that `handle`
+returns. The decisions are all in `lifecycle.TABLE`; here they are only carried out.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable
+
+from transitions import Machine
+
+from cometchat_fsm.core import errors
+from cometchat_fsm.core.backoff import backoff_delay
+from cometchat_fsm.core.effects import (
+    AttemptEnded,
+    CancelTimer,
+    CloseSocket,
+    DeleteSession,
+    Effect,
+    Notify,
+    OpenSocket,
+    SendKeepAlive,
+    SendPing,
+    StartTimer,
+    StoreSession,
+)
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.events import Event, Timer
+from cometchat_fsm.core.lifecycle import ROUTES, row_index, shared_machine
+from cometchat_fsm.core.settings import AppSettings, Mode
+from cometchat_fsm.core.states import (
+    NOTIFICATION_OF_STATUS,
+    ON_CONNECTION_ERROR,
+    STATUS_OF_PHASE,
+    AppState,
+    ConnectionStatus,
+    Network,
+    Phase,
+)
+
+_TIMER_ORDER = tuple(Timer)
+_NOTIFY = {status: Notify(name) for status, name in NOTIFICATION_OF_STATUS.items()}
+_SOCKET_TIMERS = (Timer.KEEPALIVE, Timer.PONG, Timer.ATTEMPT, Timer.STABLE)
+
+
+class ClientModel:
+    """A client's lifecycle: feed it events with `handle`, carry out the effects it returns."""
+
+    state: Phase  # set by the Machine
+
+    def __init__(self, settings: AppSettings, *, machine: Machine | None = None,
+                 random: Callable[[], float] | None = None) -> None:
+        self.settings = settings
+        self.mode = settings.mode
+        self.app = AppState.FOREGROUND
+        self.network = Network.ONLINE
+        self.user: str | None = None
+        self.pending_user: str | None = None
+        self.requested_user: str | None = None
+        self.socket: int | None = None
+        self.sockets_opened = 0
+        self.armed: set[Timer] = set()
+        self.retries = 0
+        #: The server rejected this login's credentials (D16): no socket until a new login.
+        self.rejected = False
+        self.retry_after: float | None = None
+        self.error: CometChatException | None = None
+        # The process-wide source by default: a Random per client would be 85% of its memory.
+        self.random = random if random is not None else _random.random
+        self.outbox: list[Effect] = []
+        #: When a list: every trigger handled and the index of the TABLE row it took (coverage).
+        self.fired: list[tuple[str, int | None]] | None = None
+        # The Machine is shared and holds no reference to its models: it is only the table.
+        # `add_model` would bind ~55 helper methods to every client (19 KiB instead of ~3).
+        self.machine = machine if machine is not None else shared_machine()
+        self.state = Phase.LOGGED_OUT
+
+    # --- Reading ------------------------------------------------------------------------------
+    @property
+    def phase(self) -> Phase:
+        return self.state
+
+    @property
+    def status(self) -> ConnectionStatus:
+        return STATUS_OF_PHASE[self.state]
+
+    def handle(self, event: Event) -> list[Effect]:
+        """Apply one event; return the effects to carry out, in order.
+
+        Raises `CometChatException` for an app call whose precondition fails (E1, D3, D10, P1);
+        nothing changes then.
+        """
+        events = self.machine.events
+        for trigger in ROUTES[type(event)](self, event):
+            before = self.state
+            rows = events.get(trigger)
+            if rows is None or before.name not in rows.transitions:
+                continue  # no row for this trigger in this phase: nothing happens (and nothing logs)
+            if self.fired is not None:
+                self.fired.append((trigger, row_index(self, trigger)))
+            rows.trigger(self)
+            if self.state is not before:
+                status = STATUS_OF_PHASE[self.state]
+                if status is not STATUS_OF_PHASE[before]:
+                    self.outbox.append(_NOTIFY[status])
+        self.retry_after = None
+        self.error = None
+        out, self.outbox = self.outbox, []
+        return out
+
+    # --- Conditions ---------------------------------------------------------------------------
+    def auto(self) -> bool:
+        return self.mode is Mode.AUTO
+
+    def manual(self) -> bool:
+        return self.mode is Mode.MANUAL
+
+    def foreground(self) -> bool:
+        return self.app is AppState.FOREGROUND
+
+    def background(self) -> bool:
+        return self.app is AppState.BACKGROUND
+
+    def network_up(self) -> bool:
+        return self.network is Network.ONLINE
+
+    def retries_left(self) -> bool:
+        limit = self.settings.max_reconnect_attempts
+        return limit is None or self.retries < limit
+
+    def credentials_rejected(self) -> bool:
+        return self.rejected
+
+    # --- Actions: login -----------------------------------------------------------------------
+    def remember_login(self) -> None:
+        self.pending_user, self.requested_user = self.requested_user, None
+
+    def adopt_user(self) -> None:
+        self.user, self.pending_user = self.pending_user, None
+        self.rejected = False
+
+    def forget_user(self) -> None:
+        self.user = self.pending_user = None
+        self.rejected = False
+
+    def reject_credentials(self) -> None:
+        """D16: the user stays signed in, but the stored session goes and no socket opens with it."""
+        self.rejected = True
+        self.outbox.append(DeleteSession())
+
+    def store_session(self) -> None:
+        assert self.user is not None
+        self.outbox.append(StoreSession(self.user))
+
+    def delete_session(self) -> None:
+        self.outbox.append(DeleteSession())
+
+    # --- Actions: socket ----------------------------------------------------------------------
+    def open_socket(self) -> None:
+        assert self.socket is None and self.user is not None, "at most one socket (D4)"
+        self.sockets_opened += 1
+        self.socket = self.sockets_opened
+        self.outbox.append(OpenSocket(self.socket, self.user))
+        self._start(Timer.ATTEMPT, self.settings.connect_timeout)
+
+    def close_socket(self) -> None:
+        if Timer.ATTEMPT in self.armed:  # closing mid-attempt cancels that attempt
+            self._cancel(Timer.ATTEMPT)
+            self.outbox.append(AttemptEnded(self._cancellation().exception()))
+        if self.socket is not None:
+            self.outbox.append(CloseSocket(self.socket))
+            self.socket = None
+
+    def succeed_attempt(self) -> None:
+        self._cancel(Timer.ATTEMPT)
+        self.outbox.append(AttemptEnded(None))
+
+    def fail_attempt(self) -> None:
+        self._cancel(Timer.ATTEMPT)
+        self.outbox.append(AttemptEnded(self._failure().exception()))
+
+    def give_up(self) -> None:
+        """D15: no attempt is left; said once, before the status changes (as D5's rejection)."""
+        self.outbox.append(Notify(ON_CONNECTION_ERROR, errors.RETRIES_EXHAUSTED.exception()))
+
+    # What an ended attempt's error tells the app: what the client does next (D15). Actions run
+    # after the phase has moved, so the phase is where the client went.
+    def _failure(self) -> errors.ErrorSpec:
+        if self.state is Phase.RETRY_WAIT:
+            return errors.ATTEMPT_FAILED  # a retry is scheduled
+        if self.foreground():
+            return errors.ATTEMPT_FAILED_GAVE_UP
+        return errors.ATTEMPT_FAILED_IN_BACKGROUND
+
+    def _cancellation(self) -> errors.ErrorSpec:
+        if self.state is Phase.OFFLINE:
+            return errors.ATTEMPT_CANCELLED_OFFLINE
+        if self.state is not Phase.LOGGED_OUT and self.background():
+            return errors.ATTEMPT_CANCELLED_AUTO_BACKGROUND if self.auto() \
+                else errors.ATTEMPT_CANCELLED_MANUAL_BACKGROUND
+        return errors.ATTEMPT_CANCELLED
+
+    def reject_attempt(self) -> None:
+        error = self.error if self.error is not None else errors.AUTH_REJECTED.exception()
+        self._cancel(Timer.ATTEMPT)
+        self.outbox.append(AttemptEnded(error))
+        self.outbox.append(Notify(ON_CONNECTION_ERROR, error))
+
+    def send_ping(self) -> None:
+        assert self.socket is not None
+        self.outbox.append(SendPing(self.socket))
+
+    def send_keepalive(self) -> None:
+        assert self.socket is not None
+        self.outbox.append(SendKeepAlive(self.socket))
+        self._start(Timer.PONG, self.settings.pong_timeout)
+
+    def take_pong(self) -> None:
+        self._cancel(Timer.PONG)
+        self.arm_keepalive()
+
+    # --- Actions: timers ----------------------------------------------------------------------
+    def arm_window(self) -> None:
+        self._start(Timer.WINDOW, self.settings.background_window)
+
+    def cancel_window(self) -> None:
+        self._cancel(Timer.WINDOW)
+
+    def arm_keepalive(self) -> None:
+        self._start(Timer.KEEPALIVE, self.settings.keepalive_interval)
+
+    def arm_stable(self) -> None:
+        self._start(Timer.STABLE, self.settings.stable_after)
+
+    def bound_retry_after(self) -> None:
+        """D18: a retry-after hint is honoured up to `max_retry_after` seconds."""
+        if self.retry_after is not None:
+            self.retry_after = min(self.retry_after, self.settings.max_retry_after)
+
+    def schedule_retry(self) -> None:
+        s = self.settings
+        delay = backoff_delay(self.retries, self.random(), base=s.backoff_base, cap=s.backoff_cap,
+                              retry_after=self.retry_after)
+        self.retries += 1
+        self._start(Timer.RETRY, delay)
+
+    def cancel_retry(self) -> None:
+        self._cancel(Timer.RETRY)
+
+    def reset_retries(self) -> None:
+        self.retries = 0
+
+    def cancel_socket_timers(self) -> None:
+        for timer in _SOCKET_TIMERS:
+            self._cancel(timer)
+
+    def cancel_timers(self) -> None:
+        for timer in _TIMER_ORDER:
+            self._cancel(timer)
+
+    def _start(self, timer: Timer, delay: float) -> None:
+        self.armed.add(timer)
+        self.outbox.append(StartTimer(timer, delay))
+
+    def _cancel(self, timer: Timer) -> None:
+        if timer in self.armed:
+            self.armed.discard(timer)
+            self.outbox.append(CancelTimer(timer))

@@ -1,0 +1,1 @@
+"""Pictures drawn from the table and from runs: state diagrams, timelines, HTML reports."""

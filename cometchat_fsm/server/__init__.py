@@ -1,0 +1,1 @@
+"""The reference server (trio): authentication, relay, history, keep-alive, scripted faults."""

@@ -1,0 +1,1 @@
+"""The trio front end: `open_client` over trio-websocket."""
