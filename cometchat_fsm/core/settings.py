@@ -18,7 +18,12 @@ REGIONS = frozenset({"us", "eu", "in"})
 INIT_SUCCESS = "Initialization completed successfully"
 
 
-class Mode(enum.Enum):
+class Mode(enum.StrEnum):
+    """The SDK's connection mode, from `AppSettings.auto_establish_socket_connection`: AUTO keeps
+    a connection while logged in and in the foreground (A1, A2), MANUAL connects only on
+    `connect()` (M1-M5). A `StrEnum`: the member equals the word `simulate --auto/--manual` and
+    traces use ("auto", "manual")."""
+
     AUTO = "auto"
     MANUAL = "manual"
 
@@ -42,6 +47,7 @@ class AppSettings:
 
     @property
     def mode(self) -> Mode:
+        """`Mode.AUTO` if `auto_establish_socket_connection` is true, else `Mode.MANUAL`."""
         return Mode.AUTO if self.auto_establish_socket_connection else Mode.MANUAL
 
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 import enum
 
 
-class ConnectionStatus(enum.Enum):
-    """The SDK's connection status; the values are the SDK's own strings."""
+class ConnectionStatus(enum.StrEnum):
+    """The SDK's connection status (what `get_connection_status()` returns, D11).
+
+    A `StrEnum`: each member *is* the SDK's own string (`CometChat.getConnectionStatus()` in the
+    JS SDK), so `status == "connected"`, `str(status)`, f-strings and `json.dumps` all give that
+    string, as traces and the driver protocol (specs/driver-protocol.md) write it. Which phase
+    shows which status is `STATUS_OF_PHASE`.
+    """
 
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -20,18 +26,32 @@ class ConnectionStatus(enum.Enum):
     FEATURE_THROTTLED = "featureThrottled"
 
 
-class AppState(enum.Enum):
+class AppState(enum.StrEnum):
+    """Whether the app is in the foreground or the background, as the platform last said
+    (`enter_background()` / `enter_foreground()`); it decides the mode's rules (A1, A2, M2, M5).
+    A `StrEnum`: the member equals the word traces use ("foreground", "background")."""
+
     FOREGROUND = "foreground"
     BACKGROUND = "background"
 
 
-class Network(enum.Enum):
+class Network(enum.StrEnum):
+    """Whether the platform reports the network up (`network_restored()`) or down
+    (`network_lost()`); offline, the client opens no socket and waits (D6, D6a). A `StrEnum`: the
+    member equals the word traces use ("online", "offline")."""
+
     ONLINE = "online"
     OFFLINE = "offline"
 
 
 class Phase(enum.Enum):
-    """Where the client is in its lifecycle (the states of the `transitions` machine)."""
+    """Where the client is in its lifecycle: the states of the `transitions` machine
+    (core/lifecycle.py), finer than `ConnectionStatus` (`STATUS_OF_PHASE`).
+
+    A plain `Enum`, not a `StrEnum`: the machine keys its states by the member's *name*
+    ("CONNECTED"), and as a string `Phase.CONNECTED` would equal `ConnectionStatus.CONNECTED`
+    (both "connected") although they are different things. `str(phase)` is its value.
+    """
 
     LOGGED_OUT = "logged_out"  # no user
     LOGGING_IN = "logging_in"  # credentials sent, answer pending (D10)
