@@ -18,11 +18,15 @@ class OpenSocket:
 
 @dataclass(frozen=True, slots=True)
 class CloseSocket:
+    """Close `socket` (the client asks: D1, D9, A2, D7); no event reports it back."""
+
     socket: int
 
 
 @dataclass(frozen=True, slots=True)
 class SendKeepAlive:
+    """Send a keep-alive on `socket`; the server answers with a pong (D7)."""
+
     socket: int
 
 
@@ -43,6 +47,8 @@ class StartTimer:
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
+    """Disarm `timer`; a fire already due must not reach the core."""
+
     timer: Timer
 
 
@@ -56,12 +62,14 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class StoreSession:
+    """Keep `user` (uid) in the session store, for init to restore (L1, L2)."""
+
     user: str
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteSession:
-    pass
+    """Delete the stored session (D9, D16)."""
 
 
 @dataclass(frozen=True, slots=True)

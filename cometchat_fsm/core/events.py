@@ -27,6 +27,8 @@ class Timer(enum.Enum):
 # App calls.
 @dataclass(frozen=True, slots=True)
 class Login:
+    """The app calls login(uid): credentials go to the server (L1); one login at a time (D10)."""
+
     uid: str
 
 
@@ -37,6 +39,8 @@ class LoginVerified:
 
 @dataclass(frozen=True, slots=True)
 class LoginFailed:
+    """The server refused the login in flight; `error` is its CometChatException (D16)."""
+
     error: CometChatException
 
 
@@ -55,54 +59,59 @@ class SessionRestored:
 
 @dataclass(frozen=True, slots=True)
 class Logout:
-    pass
+    """The app calls logout(): everything ends and the session is forgotten (D9)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    pass
+    """The app calls connect() (M1, D4; E1, D16, P1 say when it is refused)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    pass
+    """The app calls disconnect(): the connection and every plan to reconnect end (D1)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    pass
+    """The app calls ping() (M3; refused by E1, D3)."""
 
 
 # Platform signals.
 @dataclass(frozen=True, slots=True)
 class EnterBackground:
-    pass
+    """The platform says the app left the foreground (A2, M2, D8)."""
 
 
 @dataclass(frozen=True, slots=True)
 class EnterForeground:
-    pass
+    """The platform says the app is in the foreground (A1, D6)."""
 
 
 @dataclass(frozen=True, slots=True)
 class NetworkLost:
-    pass
+    """The platform says the network is down (D6, D6a)."""
 
 
 @dataclass(frozen=True, slots=True)
 class NetworkRestored:
-    pass
+    """The platform says the network is back (D6a)."""
 
 
 # Socket and server outcomes; each names the socket it concerns, so a late outcome of a socket
 # the core already closed is recognised and ignored.
 @dataclass(frozen=True, slots=True)
 class AuthAccepted:
+    """The server accepted the authentication on `socket`: connected (D5)."""
+
     socket: int
 
 
 @dataclass(frozen=True, slots=True)
 class AuthRejected:
+    """The server rejected the authentication on `socket` (D5, D16); `error` is its error,
+    ERR_AUTH_REJECTED if None."""
+
     socket: int
     error: CometChatException | None = None
 
@@ -117,21 +126,29 @@ class SocketClosed:
 
 @dataclass(frozen=True, slots=True)
 class PongReceived:
+    """The server answered the last keep-alive on `socket` (D7)."""
+
     socket: int
 
 
 @dataclass(frozen=True, slots=True)
 class ThrottleStarted:
+    """The server throttles the features of the live `socket` (D12)."""
+
     socket: int
 
 
 @dataclass(frozen=True, slots=True)
 class ThrottleLifted:
+    """The server lifted the throttling of `socket` (D12)."""
+
     socket: int
 
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
+    """The driver's `timer` fired (armed earlier by a StartTimer effect)."""
+
     timer: Timer
 
 

@@ -74,6 +74,9 @@ NOT_LIVE_WANTING = (P.CONNECTING, P.OFFLINE, P.RECONNECT_WAIT, P.RETRY_WAIT)
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """One row of the transition table: on `trigger` in a `source` phase, if every `when` condition holds,
+    go to `dest` (None: stay) and run the `do` actions; `rules` are the rule IDs it implements."""
+
     trigger: str
     source: tuple[Phase, ...]
     dest: Phase | None  # None: stay in the phase (an internal transition)

@@ -81,10 +81,12 @@ class ClientModel:
     # --- Reading ------------------------------------------------------------------------------
     @property
     def phase(self) -> Phase:
+        """The phase now (the machine's state)."""
         return self.state
 
     @property
     def status(self) -> ConnectionStatus:
+        """The connection status of the phase now (STATUS_OF_PHASE, D11)."""
         return STATUS_OF_PHASE[self.state]
 
     def handle(self, event: Event) -> list[Effect]:
@@ -113,36 +115,46 @@ class ClientModel:
 
     # --- Conditions ---------------------------------------------------------------------------
     def auto(self) -> bool:
+        """Condition: auto mode (auto_establish_socket_connection, A1-A3)."""
         return self.mode is Mode.AUTO
 
     def manual(self) -> bool:
+        """Condition: manual mode (M1-M5)."""
         return self.mode is Mode.MANUAL
 
     def foreground(self) -> bool:
+        """Condition: the app is in the foreground."""
         return self.app is AppState.FOREGROUND
 
     def background(self) -> bool:
+        """Condition: the app is in the background (A2, M2)."""
         return self.app is AppState.BACKGROUND
 
     def network_up(self) -> bool:
+        """Condition: the platform reports the network online (D6, D6a)."""
         return self.network is Network.ONLINE
 
     def retries_left(self) -> bool:
+        """Condition: max_reconnect_attempts is unlimited or not used up (D6, D15)."""
         limit = self.settings.max_reconnect_attempts
         return limit is None or self.retries < limit
 
     def credentials_rejected(self) -> bool:
+        """Condition: the server rejected this login's credentials (D16): no socket until a new login."""
         return self.rejected
 
     # --- Actions: login -----------------------------------------------------------------------
     def remember_login(self) -> None:
+        """Action: the login just asked for is now the pending one (D10)."""
         self.pending_user, self.requested_user = self.requested_user, None
 
     def adopt_user(self) -> None:
+        """Action: the server verified the pending login; its user is the logged-in one (L1, D10, D16)."""
         self.user, self.pending_user = self.pending_user, None
         self.rejected = False
 
     def forget_user(self) -> None:
+        """Action: no user any more, none pending (D9, D16)."""
         self.user = self.pending_user = None
         self.rejected = False
 
@@ -152,14 +164,18 @@ class ClientModel:
         self.outbox.append(DeleteSession())
 
     def store_session(self) -> None:
+        """Action: keep the logged-in user in the session store (L1, L2)."""
         assert self.user is not None
         self.outbox.append(StoreSession(self.user))
 
     def delete_session(self) -> None:
+        """Action: delete the stored session (D9)."""
         self.outbox.append(DeleteSession())
 
     # --- Actions: socket ----------------------------------------------------------------------
     def open_socket(self) -> None:
+        """Action: open the one socket (D4) for the logged-in user and arm the attempt timer, connect_timeout
+        seconds (P2)."""
         assert self.socket is None and self.user is not None, "at most one socket (D4)"
         self.sockets_opened += 1
         self.socket = self.sockets_opened
@@ -167,6 +183,8 @@ class ClientModel:
         self._start(Timer.ATTEMPT, self.settings.connect_timeout)
 
     def close_socket(self) -> None:
+        """Action: close the socket; an attempt in flight ends cancelled, with the error saying why (D1, D6a,
+        A2, M5)."""
         if Timer.ATTEMPT in self.armed:  # closing mid-attempt cancels that attempt
             self._cancel(Timer.ATTEMPT)
             self.outbox.append(AttemptEnded(self._cancellation().exception()))
@@ -175,10 +193,13 @@ class ClientModel:
             self.socket = None
 
     def succeed_attempt(self) -> None:
+        """Action: the attempt succeeded (the server accepted the authentication, D5)."""
         self._cancel(Timer.ATTEMPT)
         self.outbox.append(AttemptEnded(None))
 
     def fail_attempt(self) -> None:
+        """Action: the attempt failed; its error (ERR_WEBSOCKET_CONNECTION_FAILED) says whether the client
+        retries (D6, D15)."""
         self._cancel(Timer.ATTEMPT)
         self.outbox.append(AttemptEnded(self._failure().exception()))
 
@@ -204,35 +225,45 @@ class ClientModel:
         return errors.ATTEMPT_CANCELLED
 
     def reject_attempt(self) -> None:
+        """Action: the server rejected the authentication: the attempt ends with ERR_AUTH_REJECTED (or the
+        server's error), told once by on_connection_error (D5, D11)."""
         error = self.error if self.error is not None else errors.AUTH_REJECTED.exception()
         self._cancel(Timer.ATTEMPT)
         self.outbox.append(AttemptEnded(error))
         self.outbox.append(Notify(ON_CONNECTION_ERROR, error))
 
     def send_ping(self) -> None:
+        """Action: send the app's ping on the socket (M3)."""
         assert self.socket is not None
         self.outbox.append(SendPing(self.socket))
 
     def send_keepalive(self) -> None:
+        """Action: send a keep-alive and arm the pong timer, pong_timeout seconds (D7)."""
         assert self.socket is not None
         self.outbox.append(SendKeepAlive(self.socket))
         self._start(Timer.PONG, self.settings.pong_timeout)
 
     def take_pong(self) -> None:
+        """Action: the pong came: cancel the pong timer, arm the next keep-alive (D7)."""
         self._cancel(Timer.PONG)
         self.arm_keepalive()
 
     # --- Actions: timers ----------------------------------------------------------------------
     def arm_window(self) -> None:
+        """Action: arm the background window, background_window seconds (M2, D2)."""
         self._start(Timer.WINDOW, self.settings.background_window)
 
     def cancel_window(self) -> None:
+        """Action: cancel the background window (D2)."""
         self._cancel(Timer.WINDOW)
 
     def arm_keepalive(self) -> None:
+        """Action: arm the keep-alive timer, keepalive_interval seconds (D7)."""
         self._start(Timer.KEEPALIVE, self.settings.keepalive_interval)
 
     def arm_stable(self) -> None:
+        """Action: arm the stable timer, stable_after seconds: held that long, the retry count starts over
+        (D14)."""
         self._start(Timer.STABLE, self.settings.stable_after)
 
     def bound_retry_after(self) -> None:
@@ -241,6 +272,8 @@ class ClientModel:
             self.retry_after = min(self.retry_after, self.settings.max_retry_after)
 
     def schedule_retry(self) -> None:
+        """Action: arm the retry timer with the backoff delay in seconds (jitter, cap, retry-after hint: D6,
+        D6a, D18) and count the retry."""
         s = self.settings
         delay = backoff_delay(self.retries, self.random(), base=s.backoff_base, cap=s.backoff_cap,
                               retry_after=self.retry_after)
@@ -248,16 +281,20 @@ class ClientModel:
         self._start(Timer.RETRY, delay)
 
     def cancel_retry(self) -> None:
+        """Action: cancel the retry timer (D1, D6)."""
         self._cancel(Timer.RETRY)
 
     def reset_retries(self) -> None:
+        """Action: the retry count starts over (D14)."""
         self.retries = 0
 
     def cancel_socket_timers(self) -> None:
+        """Action: cancel the timers of the socket: keep-alive, pong, attempt, stable (D7, P2, D14)."""
         for timer in _SOCKET_TIMERS:
             self._cancel(timer)
 
     def cancel_timers(self) -> None:
+        """Action: cancel every timer (D1, D9)."""
         for timer in _TIMER_ORDER:
             self._cancel(timer)
 

@@ -67,24 +67,32 @@ class Recorder:
         self._spans: list[TimerSpan] = []
 
     def state(self, t: float, phase: Phase, app: AppState, network: Network) -> None:
+        """Note the phase, app state and network at `t` (s), keeping only changes."""
         for log, value in ((self.phases, phase), (self.app, app), (self.network, network)):
             if not log or log[-1][1] is not value:
                 log.append((t, value))  # type: ignore[arg-type]
 
     def armed(self, t: float, timer: Timer, delay: float, retry: int | None = None) -> None:
+        """Note `timer` armed at `t` (s) for `delay` s (a timer still armed is REPLACED); `retry` is the
+        retry's index n (D6)."""
         self.ended(t, timer, REPLACED)
         self._open[timer] = (t, t + delay, retry)
 
     def ended(self, t: float, timer: Timer, outcome: str) -> None:
+        """Note `timer` ended at `t` (s) with `outcome` (FIRED, CANCELLED, REPLACED, DISCARDED); a timer not
+        armed is ignored."""
         if timer in self._open:
             armed, deadline, retry = self._open.pop(timer)
             self._spans.append(TimerSpan(timer, armed, deadline, t, outcome, retry))
 
     def discard_all(self, t: float) -> None:
+        """Note every armed timer DISCARDED at `t` (s): the process died (`Simulation.restart`, L1)."""
         for timer in list(self._open):
             self.ended(t, timer, DISCARDED)
 
     def observation(self, end: float, notifications: list[tuple[float, str]]) -> Observation:
+        """The run until `end` (s) as a read-only Observation, with the `notifications` (time in s, listener
+        method)."""
         still = [TimerSpan(timer, a, d, None, None, r) for timer, (a, d, r) in self._open.items()]
         spans = sorted([*self._spans, *still], key=lambda s: (s.armed, s.timer.value))
         return Observation(end, tuple(self.phases), tuple(self.app), tuple(self.network), tuple(spans),

@@ -72,6 +72,9 @@ _FLAGS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0"
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One step of a `simulate` script: the `word` (an input, `wait` or a server fault) and its argument
+    (seconds, a flag, a uid, or None); `str()` writes it back as the script language."""
+
     word: str
     arg: str | float | bool | None = None
 

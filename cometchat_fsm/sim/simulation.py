@@ -120,7 +120,16 @@ class ServerState:
 
 class Simulation:
     """One client and an ideal server in virtual time; the conventions the checks rely on are listed
-    in the docstring of `conformance/oracle.py`."""
+    in the docstring of `conformance/oracle.py`.
+
+    `Simulation(settings, seed=0, app_id="app")` runs `init` (L3: ERR_CHAT_API_FAILURE for an
+    empty app id or bad settings). The app calls (`login`, `connect`, ...) and platform signals
+    (`enter_background`, `network_lost`, ...) take effect at once, at the current virtual time
+    `now` (seconds); time moves only with `advance(seconds)`. `seed` fixes the backoff's jitter
+    (D6). Observables: `status` (alias `get_connection_status()`), `logged_in_user` (alias
+    `get_logged_in_user()`), `phase`, `notifications`, `errors`, `open_sockets`; the `server_*`
+    methods are the server's faults.
+    """
 
     def __init__(self, settings: AppSettings, *, seed: int = 0, app_id: str = "app",
                  machine: Machine | None = None) -> None:
@@ -150,26 +159,43 @@ class Simulation:
     # --- Observables --------------------------------------------------------------------------
     @property
     def now(self) -> float:
+        """The virtual time in seconds since the start (0 to MAX_SECONDS)."""
         return self._now_us / US
 
     @property
     def status(self) -> ConnectionStatus:
+        """The connection status the SDK would report now (D11); `get_connection_status()` is the
+        SDK-compatible alias (CometChat's getConnectionStatus)."""
         return self.model.status
+
+    def get_connection_status(self) -> ConnectionStatus:
+        """SDK-compatible alias of `status` (CometChat's getConnectionStatus): the status now."""
+        return self.status
 
     @property
     def phase(self) -> Phase:
+        """The machine's phase now: finer than `status` (core/states.py, STATUS_OF_PHASE)."""
         return self.model.phase
 
     @property
     def open_sockets(self) -> int:
+        """Sockets of this client the server has open or opening (at most 1: D4)."""
         return len(self.server.sockets)
 
     @property
     def logged_in_user(self) -> str | None:
+        """The uid of the logged-in user (L1, L2), None when logged out or while the first login
+        is pending (D10); `get_logged_in_user()` is the SDK-compatible alias."""
         return self.model.user
+
+    def get_logged_in_user(self) -> str | None:
+        """SDK-compatible alias of `logged_in_user` (CometChat's getLoggedinUser): the uid of the
+        logged-in user, or None. (The live client's returns a `User` holding the uid.)"""
+        return self.logged_in_user
 
     @property
     def armed_timers(self) -> frozenset[Timer]:
+        """The core's timers armed now (core/events.py, `Timer`)."""
         return frozenset(self.model.armed)
 
     def observation(self) -> Observation:
@@ -183,6 +209,11 @@ class Simulation:
 
     # --- App calls ----------------------------------------------------------------------------
     def login(self, uid: str) -> None:
+        """Log in as `uid`; the ideal server verifies it after `server_latency` seconds, then
+        auto mode connects (L1). A login while one is pending raises ERR_LOGIN_IN_PROGRESS
+        (D10); the same user again keeps the socket, another user replaces the first (D10);
+        with `server_refuse_login` on, the login fails (D16). An empty uid raises
+        ERR_INVALID_ARGUMENT."""
         if not isinstance(uid, str) or not uid.strip():
             raise INVALID_ARGUMENT.exception(f"uid must be a non-empty string, not {uid!r}")
         before = self.model.phase
@@ -196,31 +227,50 @@ class Simulation:
         self._settle()
 
     def logout(self) -> None:
+        """Log out: close the socket, cancel every timer and attempt, forget the stored session
+        (D9). Logged out already, nothing happens."""
         self._input(Logout())
 
     def connect(self) -> str:
+        """Ask for a connection (M1; in auto mode it is already wanted: A1) and return the SDK's
+        success message "Web socket connection successful" (E2); the outcome comes later as
+        on_connected or on_connection_error (D5, D6). Idempotent: never a second socket (D4).
+        Raises ERR_NOT_LOGGED_IN (E1), ERR_AUTH_REJECTED after a rejected authentication (D5,
+        D16), ERR_APP_IN_BACKGROUND in auto mode in the background (P1)."""
         self._input(Connect())
         return SUCCESS_CONNECT
 
     def disconnect(self) -> str:
+        """Close the connection and every plan to reconnect (D1), returning "Web socket
+        disconnection successful" (E2). Raises ERR_NOT_LOGGED_IN (E1)."""
         self._input(Disconnect())
         return SUCCESS_DISCONNECT
 
     def ping(self) -> str:
+        """Send a ping on the live connection, returning "ping successful" (E2); in manual mode in
+        the background it renews the 30 s window (M3, D2). Raises ERR_NOT_LOGGED_IN (E1), then
+        ERR_NO_WEBSOCKET_CONNECTION when not connected (D3)."""
         self._input(Ping())
         return SUCCESS_PING
 
     # --- Platform signals ---------------------------------------------------------------------
     def enter_background(self) -> None:
+        """The platform says the app left the foreground: auto mode drops the connection (A2),
+        manual mode keeps it for the background window, 30 s unless pinged (M2, D2, D8)."""
         self._input(EnterBackground())
 
     def enter_foreground(self) -> None:
+        """The platform says the app is in the foreground again: auto mode connects when logged
+        in (A1), a wanted connection is retried at once (D6)."""
         self._input(EnterForeground())
 
     def network_lost(self) -> None:
+        """The platform says the network is down: an attempt in flight is cancelled and no retry
+        is made until it is back (D6, D6a)."""
         self._input(NetworkLost())
 
     def network_restored(self) -> None:
+        """The platform says the network is back: a wanted connection is tried at once (D6a)."""
         self._input(NetworkRestored())
 
     def restart(self) -> None:
@@ -272,15 +322,22 @@ class Simulation:
             self.server.silent.add(self.model.socket)
 
     def server_reject_auth(self, flag: bool) -> None:
+        """While on, the server rejects every socket's authentication (D5, D16). A flag that is not
+        a bool raises ERR_INVALID_ARGUMENT."""
         self.server.reject_auth = self._flag(flag)
 
     def server_throttle(self, flag: bool) -> None:
+        """While on, the server throttles the live connection: status featureThrottled (D12). A
+        flag that is not a bool raises ERR_INVALID_ARGUMENT."""
         self.server.throttle = self._flag(flag)
         sock = self.model.socket
         if sock is not None and self._reachable(sock) and self.model.phase in LIVE:
             self._input(ThrottleStarted(sock) if flag else ThrottleLifted(sock))
 
     def server_latency(self, seconds: float) -> None:
+        """From now on the server answers logins, sockets and keep-alives after `seconds` (0 to
+        MAX_SECONDS; otherwise ERR_INVALID_ARGUMENT); an attempt unanswered for connect_timeout
+        fails (P2)."""
         self.server.latency_us = to_us(seconds, "latency")
 
     def server_overloaded(self, retry_after: float | None) -> None:
