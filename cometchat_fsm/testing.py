@@ -32,9 +32,12 @@ class DeadLink(trio.abc.Stream):
 
     @property
     def dead(self) -> bool:
+        """True once the link is dead both ways (`kill()`)."""
         return self.deaf and self.mute
 
     def kill(self, *, to_client: bool = True, to_server: bool = True) -> None:
+        """From now on drop what goes to the client (`to_client`) and/or to the server (`to_server`), silently
+        (D20, D21)."""
         self.deaf |= to_client
         self.mute |= to_server
 
@@ -73,6 +76,8 @@ class DeadLinks:
         return link
 
     def connector(self, server: ReferenceServer) -> Connector:
+        """A connector for `open_client(..., connector=...)` reaching `server` in memory, whose links this
+        object can kill or stall."""
         return memory_connector(server, wrap=self._wrap)
 
     def stall(self) -> int:

@@ -62,6 +62,9 @@ class TraceError(CometChatException):
 
 @dataclass(frozen=True, slots=True)
 class Input:
+    """A trace line `{"t", "input", "args"?, "error"?}`: input `name` with its `args` at `t` (s), and the
+    error code it raised, if noted; `line` is its 1-based line (0: not read from a file)."""
+
     t: float
     name: str
     args: dict[str, Any]
@@ -71,6 +74,8 @@ class Input:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """A trace line `{"t", "status"}`: the client showed `status` (an SDK status string, D11) at `t` (s)."""
+
     t: float
     status: str
     line: int = 0
@@ -78,6 +83,8 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class Notify:
+    """A trace line `{"t", "notify"}`: the client called listener method `name` at `t` (s) (D11)."""
+
     t: float
     name: str
     line: int = 0
@@ -88,12 +95,16 @@ Item = Input | Status | Notify
 
 @dataclass
 class Trace:
+    """A whole trace (specs/trace-format.md): the `mode` ("auto" or "manual"), the `settings` of its head
+    line, a `name`, and its items in time order."""
+
     mode: str
     items: list[Item] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     name: str = ""
 
     def lines(self) -> list[str]:
+        """The trace as JSON Lines: the head line, then one line per item."""
         head: dict[str, Any] = {"mode": self.mode}
         if self.settings:
             head["settings"] = self.settings
@@ -116,6 +127,7 @@ class Trace:
         return out
 
     def dumps(self) -> str:
+        """The trace as the text of a .jsonl file (`lines()`, each ended by a newline)."""
         return "\n".join(self.lines()) + "\n"
 
 
@@ -273,12 +285,15 @@ class TraceRecorder:
         self.trace.items[index] = Input(item.t, item.name, item.args, item.line, code)
 
     def status(self, t: float, status: str) -> None:
+        """Note that the client showed `status` (an SDK status string, D11) at `t` (s)."""
         self.trace.items.append(Status(t, status))
 
     def notify(self, t: float, name: str) -> None:
+        """Note that the client called listener method `name` at `t` (s) (D11)."""
         self.trace.items.append(Notify(t, name))
 
     def write(self, path: Path) -> None:
+        """Write the trace to `path` as JSON Lines (UTF-8); OSError if it cannot."""
         path.write_text(self.trace.dumps(), encoding="utf-8")
 
 

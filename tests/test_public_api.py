@@ -4,9 +4,15 @@ constants, and a docstring on every public name (issue 14)."""
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+import pydoc
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -61,3 +67,151 @@ def test_every_error_code_the_package_uses_is_a_constant() -> None:
     assert used, "no error code found: the scan is broken"
     missing = {code: where for code, where in used.items() if code not in errors.ERROR_CODES}
     assert not missing, f"error codes without a constant in core/errors.py: {missing}"
+
+
+# --- Docstrings ----------------------------------------------------------------------------------
+# Every module of the package is either public (what a user imports: its names need docstrings)
+# or internal (a tool whose interface is the command line or a file format); a module in
+# neither list fails `test_every_module_is_public_or_internal`, so nothing is skipped silently.
+# A prefix names a module and everything under it; the longest matching prefix decides.
+PUBLIC = (
+    "cometchat_fsm",  # the package itself: its __all__
+    "cometchat_fsm.core",
+    "cometchat_fsm.sim",
+    "cometchat_fsm.session",
+    "cometchat_fsm.wire",
+    "cometchat_fsm.trio",
+    "cometchat_fsm.asyncio",
+    "cometchat_fsm.server",
+    "cometchat_fsm.trace",
+    "cometchat_fsm.testing",
+    "cometchat_fsm.conformance",  # run_check, run_conform
+    "cometchat_fsm.conformance.runner",  # what run_check reports
+    "cometchat_fsm.conformance.conform",  # what run_conform reports
+)
+#: The front ends' modules, documented on their own (test_front_end_names_have_docstrings).
+FRONT_ENDS = ("cometchat_fsm.trio", "cometchat_fsm.session", "cometchat_fsm.wire", "cometchat_fsm.asyncio",
+              "cometchat_fsm.server.reference")
+INTERNAL = {
+    "cometchat_fsm.__main__": "runs the command line",
+    "cometchat_fsm.cli": "the command line: its interface is `cometchat-fsm --help`",
+    "cometchat_fsm.pictures": "diagrams, timelines and reports drawn by the command line",
+    "cometchat_fsm.places": "where the command line finds the specs and writes generated files",
+    "cometchat_fsm.files": "the command line's checks of the files it is given",
+    "cometchat_fsm.conformance.oracle": "the rules re-read from specs/ for the checks",
+    "cometchat_fsm.conformance.stateful": "the Hypothesis machine behind `check` and `conform`",
+    "cometchat_fsm.conformance.explore": "the exhaustive exploration behind `check`",
+    "cometchat_fsm.conformance.specs": "the reader of specs/*.toml",
+    "cometchat_fsm.conformance.subject": "the system under test of the stateful check",
+    "cometchat_fsm.conformance.driver": "the parent side of specs/driver-protocol.md",
+    "cometchat_fsm.conformance.drivers": "driver processes: their interface is specs/driver-protocol.md",
+    "cometchat_fsm.conformance.tracecheck": "`check-trace`: its interface is specs/trace-format.md",
+    "cometchat_fsm.conformance.vectors": "`vectors`: its interface is the files in specs/vectors",
+}
+
+
+def _under(module: str, prefixes: Iterable[str]) -> str | None:
+    found = [p for p in prefixes if module == p or module.startswith(p + ".")]
+    return max(found, key=len) if found else None
+
+
+def _modules() -> list[str]:
+    names = ["cometchat_fsm"]
+    for info in pkgutil.walk_packages(cometchat_fsm.__path__, "cometchat_fsm."):
+        names.append(info.name)
+    return names
+
+
+def _is_public(module: str) -> bool:
+    public, internal = _under(module, PUBLIC), _under(module, INTERNAL)
+    return public is not None and (internal is None or len(public) > len(internal))
+
+
+def _undocumented(obj: object) -> bool:
+    if inspect.isclass(obj):  # its own text: not a base class's, nor the one dataclass makes
+        doc = obj.__dict__.get("__doc__")
+        made = dataclasses.is_dataclass(obj) and (doc or "").startswith(obj.__name__ + "(")
+        return made or not (doc or "").strip()
+    return not (inspect.getdoc(obj) or "").strip()  # a method may say what its base method says
+
+
+def _public_objects() -> dict[str, object]:
+    """Qualified name -> object for every documented-API name: each public module, its `__all__`
+    (or, without one, the classes and functions it defines whose names do not start with `_`),
+    the package's `__all__`, and the public methods and properties of every class among them.
+    Constants are left out: a value cannot carry a docstring (they are described by comments)."""
+    found: dict[str, object] = {}
+
+    def add_class(cls: type) -> None:
+        for attr, value in vars(cls).items():
+            if attr.startswith("_"):
+                continue
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if isinstance(value, property) or inspect.isfunction(value):
+                found[f"{cls.__module__}.{cls.__qualname__}.{attr}"] = getattr(cls, attr) \
+                    if not isinstance(value, property) else value
+
+    def add(obj: object) -> None:
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            return
+        found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+        if inspect.isclass(obj):
+            add_class(obj)
+
+    for name in _modules():
+        if not _is_public(name):
+            continue
+        module = importlib.import_module(name)
+        found[name] = module
+        names = getattr(module, "__all__", None)
+        if names is None:
+            names = [n for n, v in vars(module).items()
+                     if not n.startswith("_") and getattr(v, "__module__", None) == name]
+        for attr in names:
+            obj = getattr(module, attr)
+            if getattr(obj, "__module__", name) == name or name == "cometchat_fsm":
+                add(obj)
+    return found
+
+
+def _missing(front_ends: bool) -> list[str]:
+    out = []
+    for qualname, obj in _public_objects().items():
+        module = str(obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)
+                     or getattr(getattr(obj, "fget", None), "__module__", ""))
+        if (_under(module, FRONT_ENDS) is not None) == front_ends and _undocumented(obj):
+            out.append(qualname)
+    return sorted(out)
+
+
+def test_every_module_is_public_or_internal() -> None:
+    unclassified = [m for m in _modules() if _under(m, PUBLIC) is None and _under(m, INTERNAL) is None]
+    assert not unclassified, f"add these modules to PUBLIC or INTERNAL in {__file__}: {unclassified}"
+
+
+def test_the_walk_finds_the_api() -> None:
+    found = _public_objects()
+    for name in ("sim.simulation.Simulation.connect", "sim.simulation.Simulation.status",
+                 "core.states.ConnectionStatus", "core.settings.AppSettings.mode", "core.events.Login",
+                 "trio.client.Client.enter_background", "trio.client.open_client", "trace.Trace.dumps"):
+        assert f"cometchat_fsm.{name}" in found, name
+
+
+def test_public_names_have_docstrings() -> None:
+    """Every public name outside the front ends says what it does (issue 14)."""
+    missing = _missing(front_ends=False)
+    assert not missing, f"{len(missing)} public names without a docstring:\n  " + "\n  ".join(missing)
+
+
+def test_front_end_names_have_docstrings() -> None:
+    """The same for the front ends' modules (trio/, session/, wire/, asyncio/, server/reference.py)."""
+    missing = _missing(front_ends=True)
+    assert not missing, f"{len(missing)} public names without a docstring:\n  " + "\n  ".join(missing)
+
+
+def test_help_on_open_client_says_how_to_use_it() -> None:
+    """`help(open_client)` says it is an async context manager and that it needs trio."""
+    text = re.sub(".\b", "", pydoc.render_doc(cometchat_fsm.open_client))  # no overstruck bold
+    assert "async context manager" in text and "async with" in text
+    assert "trio" in text

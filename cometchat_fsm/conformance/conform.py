@@ -84,10 +84,12 @@ class Finding:
 
     @property
     def inputs(self) -> int:
+        """How many inputs the shrunk case has."""
         return len(parse(self.script))
 
     @property
     def simulate(self) -> str:
+        """The `cometchat-fsm simulate` command that replays the case on the Simulation."""
         limit = "" if self.max_reconnect_attempts is None else \
             f" --max-reconnect-attempts {self.max_reconnect_attempts}"
         return f"cometchat-fsm simulate --{self.mode} --seed {self.seed}{limit} \"{self.script}\""
@@ -110,6 +112,9 @@ class Finding:
 
 @dataclass
 class RuleResult:
+    """One rule's line of a conform report: `result` is "failed", "passed", "not exercised" or "known";
+    `examples` ran it, `hits` counts its checks; `why` explains a rule not exercised."""
+
     rule_id: str
     title: str
     result: str  # "failed", "passed", "not exercised", "known"
@@ -120,6 +125,10 @@ class RuleResult:
 
 @dataclass
 class ConformReport:
+    """What `run_conform` found: the driver's handshake (`hello`), a row per rule, the shrunk `findings`,
+    run figures (examples, steps, rounds, seconds), and `error` if the driver broke specs/driver-
+    protocol.md."""
+
     command: list[str]
     hello: Hello | None
     rows: list[RuleResult] = field(default_factory=list)
@@ -136,6 +145,7 @@ class ConformReport:
 
     @property
     def steps_per_second(self) -> float:
+        """Steps through the driver per second of the run (0.0 if no time was measured)."""
         return self.steps / self.seconds if self.seconds > 0 else 0.0
 
     @property
@@ -146,6 +156,7 @@ class ConformReport:
         return 1 if self.findings else 0
 
     def row(self, rule_id: str) -> RuleResult:
+        """The row of rule `rule_id` (StopIteration if the report has none)."""
         return next(r for r in self.rows if r.rule_id == rule_id)
 
 
@@ -304,6 +315,7 @@ def render_text(report: ConformReport) -> str:
 
 
 def render_markdown(report: ConformReport) -> str:
+    """The report as Markdown (the `conform --report x.md` file)."""
     hello = report.hello
     who = f"{hello.driver}: {hello.implementation}" if hello else "(no handshake)"
     lines = [f"# Conformance report: {who}", "",
@@ -335,6 +347,7 @@ def render_markdown(report: ConformReport) -> str:
 
 
 def render_json(report: ConformReport) -> str:
+    """The report as JSON (the `conform --report x.json` file)."""
     hello = report.hello
     data: dict[str, Any] = {
         "date": report.date, "command": report.command,

@@ -29,6 +29,9 @@ from cometchat_fsm.core.errors import CometChatException
 
 @dataclass
 class RuleRow:
+    """One rule's line of the `check` report: the examples, random hits and invariant checks that exercised
+    it, and the `problems` found."""
+
     rule_id: str
     title: str
     examples: int = 0
@@ -41,10 +44,13 @@ class RuleRow:
 
     @property
     def exercised(self) -> int:
+        """How many times the rule was exercised (examples, random hits and invariant checks)."""
         return self.examples + self.random_hits + self.invariants
 
     @property
     def result(self) -> str:
+        """"pass", "FAIL" (a problem, or never exercised), or the rule's status "later" / "live" (not run
+        here)."""
         if self.status in ("later", "live"):
             return self.status
         if self.problems:
@@ -54,6 +60,9 @@ class RuleRow:
 
 @dataclass
 class CheckReport:
+    """What `run_checks` found: a row per rule, the exhaustive explorations, the random run's figures, and
+    the first `divergence` (None: none)."""
+
     rows: dict[str, RuleRow]
     explorations: list[tuple[str, Exploration]]
     random_examples: int = 0
@@ -63,6 +72,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """True when no rule failed and every exploration held."""
         return all(r.result != "FAIL" for r in self.rows.values()) and \
             all(e.ok for _, e in self.explorations)
 
@@ -140,6 +150,7 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
 
 
 def render_report(report: CheckReport) -> str:
+    """The `check` report as text: one line per rule, then the first problem of each failed rule."""
     lines = [f"{'rule':<5} {'examples':>8} {'random':>8} {'invariants':>10}  {'result':<6} title"]
     for row in report.rows.values():
         where = f" (checked by {row.checked_by})" if row.checked_by else ""

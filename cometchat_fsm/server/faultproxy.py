@@ -100,6 +100,7 @@ class FaultProxy:
 
     @property
     def state(self) -> ProxyState:
+        """What the proxy does now with the traffic (a `ProxyState`, "online" at first)."""
         return self._state
 
     @property

@@ -62,6 +62,9 @@ class Retention:
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
+    """A message the server stored: `id` (increasing, from 1), `sender` and `receiver` uids, `text`,
+    `sent_at` (seconds since the epoch), `muid` (the sender's own id, D20; None without one)."""
+
     id: int
     sender: str
     receiver: str
@@ -111,26 +114,33 @@ class History:
         self.head = max(row[0] or 0, seq[0] if seq else 0)  # the last id handed out
 
     def now(self) -> float:
+        """The time now (seconds since the epoch, or the test's clock)."""
         return self._clock()
 
     def close(self) -> None:
+        """Close the database (the History is unusable after)."""
         self._db.close()
 
     # --- users and tokens (so that a server started again on the same file knows them) -------
 
     def users(self) -> set[str]:
+        """The uids of the users the server knows."""
         return {uid for (uid,) in self._db.execute("SELECT uid FROM users")}
 
     def tokens(self) -> dict[str, str]:
+        """The auth tokens the server issued: token -> uid."""
         return dict(self._db.execute("SELECT token, uid FROM tokens").fetchall())
 
     def add_user(self, uid: str) -> None:
+        """Remember user `uid` (kept across a restart on the same file); known already, nothing changes."""
         self._db.execute("INSERT OR IGNORE INTO users (uid) VALUES (?)", (uid,))
 
     def add_token(self, token: str, uid: str) -> None:
+        """Remember auth token `token` for user `uid` (replacing that token's user)."""
         self._db.execute("INSERT OR REPLACE INTO tokens (token, uid) VALUES (?, ?)", (token, uid))
 
     def revoke(self, uid: str) -> None:
+        """Forget every auth token of user `uid`: a login or socket auth with one of them fails (D16)."""
         self._db.execute("DELETE FROM tokens WHERE uid = ?", (uid,))
 
     # --- messages -----------------------------------------------------------------------------

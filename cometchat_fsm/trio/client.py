@@ -1205,7 +1205,14 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
                       online: bool = True) -> AsyncIterator[Client]:
     """A live client for `app_id` against the server at `url` (see docs/protocol.md).
 
-    Invalid settings raise L3's error here, a url that is not ws:// or wss:// ERR_INVALID_ARGUMENT,
+    An async context manager that needs trio's event loop (run it under `trio.run`; it does not
+    run under asyncio): `async with open_client(app_id, settings, url=...) as chat:` gives a
+    `Client`, whose sockets, timers and listeners live in a trio nursery of the block. Leaving
+    the block closes the client: sockets and timers end, waiting calls fail with
+    ERR_CLIENT_CLOSED, listeners hear nothing more, and the session and the place of the last
+    message taken stay stored for the next run (L1, D13, D21).
+
+    Invalid settings raise ERR_CHAT_API_FAILURE here (L3), a url that is not ws:// or wss:// ERR_INVALID_ARGUMENT,
     an argument of the wrong type TypeError. A session stored by an earlier run is restored
     (L2): auto mode connects on its own, manual mode waits for `connect()`. `store` is the
     directory of the session files (default: the user's data directory). With `trace`, the
