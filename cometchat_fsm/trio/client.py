@@ -1212,14 +1212,14 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
     ERR_CLIENT_CLOSED, listeners hear nothing more, and the session and the place of the last
     message taken stay stored for the next run (L1, D13, D21).
 
-    Invalid settings raise ERR_CHAT_API_FAILURE here (L3), a url that is not ws:// or wss:// ERR_INVALID_ARGUMENT,
-    an argument of the wrong type TypeError. A session stored by an earlier run is restored
-    (L2): auto mode connects on its own, manual mode waits for `connect()`. `store` is the
-    directory of the session files (default: the user's data directory). With `trace`, the
-    client notes its inputs, notifications and statuses for `cometchat-fsm check-trace`.
-    `listeners` are added before the stored session is restored, so they hear its notifications;
-    `online=False` says the platform starts offline, so a restored session waits for
-    `network_restored()` instead of trying at once (D6).
+    Invalid settings raise ERR_CHAT_API_FAILURE here (L3), a url that is not ws:// or wss://
+    ERR_INVALID_ARGUMENT, an argument of the wrong type TypeError. A session stored by an earlier
+    run is restored (L2): auto mode connects on its own, manual mode waits for `connect()`. `store`
+    is the directory of the session files (default: the user's data directory). With `trace`, the
+    client notes its inputs, notifications and statuses for `cometchat-fsm check-trace`. `listeners`
+    are added before the stored session is restored, so they hear its notifications; `online=False`
+    says the platform starts offline, so a restored session waits for `network_restored()` instead
+    of trying at once (D6).
     """
     init(app_id, settings)
     _check_url(url)
