@@ -29,7 +29,7 @@ import trio
 import trio.testing
 import trio_websocket
 
-from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.errors import ERR_AUTH_REJECTED, ERR_NOT_LOGGED_IN, CometChatException
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.core.states import NOTIFICATION_OF_STATUS, ConnectionStatus, Phase
 from cometchat_fsm.server.faultproxy import FaultProxy, open_fault_proxy
@@ -635,7 +635,7 @@ class Demo:
         self.server.reject_auth(True)
         mark = len(b.notified)
         rejected = self.server.stats.auths_rejected
-        await b.call_fails("connect()", b.client.connect, code="ERR_AUTH_REJECTED", rule="D5")
+        await b.call_fails("connect()", b.client.connect, code=ERR_AUTH_REJECTED, rule="D5")
         self.sequence(b, mark, ["on_connecting", "on_connection_error", "on_disconnected"], "D5")
         await self.hold(b, DISCONNECTED, 60, why="not retried (D5)")
         self.check(b, self.server.stats.auths_rejected == rejected + 1, "the server saw one attempt",
@@ -644,7 +644,7 @@ class Demo:
         self.server.reject_auth(False)
         self.check(b, SessionStore(b.store).load(APP_ID) is None, "rejected session deleted", "D16",
                    "the rejected session is still stored")
-        await b.call_fails("connect()", b.client.connect, code="ERR_AUTH_REJECTED", rule="D16")
+        await b.call_fails("connect()", b.client.connect, code=ERR_AUTH_REJECTED, rule="D16")
         # The same user logs in again: the server gives fresh credentials (D16).
         await b.call('login("bob")', lambda: b.client.login("bob", auth_key=self.server.auth_key), rule="D16")
         b.asked = True
@@ -665,7 +665,7 @@ class Demo:
                 await actor.call("logout()", actor.client.logout, rule="D9")
                 self.check(actor, SessionStore(actor.store).load(APP_ID) is None, "session forgotten", "D9",
                            "the session file is still there")
-            await b.call_fails("connect()", b.client.connect, code="ERR_NOT_LOGGED_IN", rule="E1")
+            await b.call_fails("connect()", b.client.connect, code=ERR_NOT_LOGGED_IN, rule="E1")
 
     def summary(self) -> None:
         self.t.section("Summary")

@@ -22,14 +22,14 @@ from transitions import Machine
 
 from cometchat_fsm import places
 from cometchat_fsm.core.effects import OpenSocket
-from cometchat_fsm.core.errors import CometChatException, ErrorSpec
+from cometchat_fsm.core.errors import ERR_BAD_SPECS, CometChatException, ErrorSpec
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.core.states import NOTIFICATION_NAMES, ConnectionStatus
 from cometchat_fsm.sim import script
 from cometchat_fsm.sim.simulation import Simulation
 
 BAD_SPECS = ErrorSpec(
-    "ERR_BAD_SPECS",
+    ERR_BAD_SPECS,
     "The specs are malformed.",
     "Fix the file, rule and field named in the message; specs/README.md describes the format.",
 )

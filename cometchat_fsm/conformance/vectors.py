@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.core.errors import ERR_CHAT_API_FAILURE
 from cometchat_fsm.core.lifecycle import TABLE
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.core.states import STATUS_OF_NOTIFICATION
@@ -90,7 +91,7 @@ def _from_examples(specs: Specs) -> list[Recorded]:
         for example in rule.examples:
             if example.init is not None:
                 init = Input(0.0, "init", {"app_id": example.init.app_id, "region": example.init.region},
-                             0, "ERR_CHAT_API_FAILURE" if example.expect.error else None)
+                             0, ERR_CHAT_API_FAILURE if example.expect.error else None)
                 out.append(Recorded(Trace(example.mode, [init], {}, f"{rule.id}-{example.index}")))
                 continue
             if set(example.settings) - set(SETTINGS):

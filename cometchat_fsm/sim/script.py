@@ -17,11 +17,11 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cometchat_fsm.core.errors import CometChatException, ErrorSpec
+from cometchat_fsm.core.errors import ERR_BAD_SCRIPT, CometChatException, ErrorSpec
 from cometchat_fsm.sim.simulation import MAX_HINT, MAX_SECONDS, Simulation
 
 SCRIPT_ERROR = ErrorSpec(
-    "ERR_BAD_SCRIPT",
+    ERR_BAD_SCRIPT,
     "The simulate script has a word it does not know or a bad value.",
     "Write inputs separated by ';', for example: login alice; connect; background; wait 30",
 )

@@ -52,8 +52,8 @@ US = 1_000_000
 #: How far past a target instant a deadline may fall and still count as due at it (float rounding).
 TOLERANCE = 0.5 / US
 #: The errors with which the live `connect()` reports its attempt, not the call (answered as success).
-ATTEMPT_ERRORS = frozenset({errors.CONNECT_OFFLINE.code, "ERR_AUTH_REJECTED",
-                            "ERR_WEBSOCKET_CONNECTION_FAILED"})
+ATTEMPT_ERRORS = frozenset({errors.ERR_NETWORK_OFFLINE, errors.ERR_AUTH_REJECTED,
+                            errors.ERR_WEBSOCKET_CONNECTION_FAILED})
 SUCCESS = {"connect": SUCCESS_CONNECT, "disconnect": SUCCESS_DISCONNECT, "ping": SUCCESS_PING}
 SUPPORTS = ("login", "logout", "connect", "disconnect", "ping", "background", "foreground", "offline",
             "online", "restart", "advance", "drop", "silent", "reject", "throttle", "overload")
@@ -281,7 +281,8 @@ async def _answer(clock: trio.testing.MockClock, server: ReferenceServer, nurser
                 send(reply)
                 continue
             if example is None or name not in SUPPORTS:
-                send({"id": ident, "ok": False, "error": {"code": "ERR_UNSUPPORTED", "details": str(name)},
+                send({"id": ident, "ok": False,
+                      "error": {"code": errors.ERR_UNSUPPORTED, "details": str(name)},
                       "events": [], "state": {}})
                 continue
             try:

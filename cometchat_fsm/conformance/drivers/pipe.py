@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any, Protocol
 
-from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.errors import ERR_BAD_COMMAND, ERR_UNSUPPORTED, CometChatException
 
 PROTOCOL_VERSION = 1
 
@@ -51,7 +51,7 @@ def serve(make: Callable[[dict[str, Any]], Implementation], *, stdin: IO[str] | 
             command = json.loads(line)
         except json.JSONDecodeError as exc:
             print(f"driver: not JSON: {exc}", file=sys.stderr)
-            answer({"id": None, "ok": False, "error": {"code": "ERR_BAD_COMMAND", "details": str(exc)}})
+            answer({"id": None, "ok": False, "error": {"code": ERR_BAD_COMMAND, "details": str(exc)}})
             continue
         ident, name = command.get("id"), command.get("cmd")
         if name == "quit":
@@ -70,9 +70,9 @@ def serve(make: Callable[[dict[str, Any]], Implementation], *, stdin: IO[str] | 
                 answer(reply)
                 continue
             if impl is None:
-                raise CometChatException("ERR_BAD_COMMAND", "init first", f"{name!r} before init")
+                raise CometChatException(ERR_BAD_COMMAND, "init first", f"{name!r} before init")
             if name not in impl.supports:
-                raise CometChatException("ERR_UNSUPPORTED", "not supported", f"{name!r}")
+                raise CometChatException(ERR_UNSUPPORTED, "not supported", f"{name!r}")
             result = impl.do(command)
             answer({"id": ident, "ok": True, "result": result, "events": impl.events(),
                     "state": impl.state()})
