@@ -7,6 +7,7 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import json
 import pkgutil
 import pydoc
 import re
@@ -215,3 +216,56 @@ def test_help_on_open_client_says_how_to_use_it() -> None:
     text = re.sub(".\b", "", pydoc.render_doc(cometchat_fsm.open_client))  # no overstruck bold
     assert "async context manager" in text and "async with" in text
     assert "trio" in text
+
+
+# --- The README's API section ---------------------------------------------------------------------
+def _readme_api() -> str:
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## API\n")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def _resolve(path: str) -> object:
+    """`name` from the package, or a dotted `module.name` path."""
+    if "." not in path:
+        return getattr(cometchat_fsm, path)
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_the_readme_api_section_lists_every_public_name() -> None:
+    section = _readme_api()
+    shown = set(re.findall(r"`([A-Za-z_][\w.]*)`", section))
+    missing = [n for n in cometchat_fsm.__all__ if not n.startswith("ERR_") and n not in shown]
+    assert not missing, f"README's API section does not list {missing}"
+    imports = [row.split("|")[2] for row in section.splitlines() if row.startswith("|") and "---" not in row]
+    names = [n for cell in imports[1:] for n in re.findall(r"`([A-Za-z_][\w.]*)`", cell)]
+    assert len(names) >= len(cometchat_fsm.__all__) - len(errors.ERROR_CODES)
+    for name in names:
+        assert _resolve(name) is not None, name
+
+
+def test_the_simulation_and_the_client_have_the_same_status_names() -> None:
+    """`status` / `get_connection_status()` and `logged_in_user` / `get_logged_in_user()` on both
+    (the README's API section says so)."""
+    section = _readme_api()
+    names = ("status", "get_connection_status", "logged_in_user", "get_logged_in_user")
+    assert all(f"`{n}" in section for n in names)
+    missing = [f"{cls.__name__}.{n}" for cls in (cometchat_fsm.Simulation, cometchat_fsm.Client)
+               for n in names if not hasattr(cls, n)]
+    assert not missing, f"missing: {missing}"
+
+
+def test_the_status_is_the_sdk_string() -> None:
+    """ConnectionStatus members are the SDK's strings wherever they go: compared, printed, in JSON;
+    a Phase is not a string, so it never equals a status of the same word."""
+    from cometchat_fsm import AppState, ConnectionStatus, Mode, Network, Phase
+
+    sdk = {"connecting", "connected", "disconnected", "featureThrottled"}
+    assert {str(s) for s in ConnectionStatus} == {f"{s}" for s in ConnectionStatus} == sdk
+    assert all(s == s.value and json.dumps(s) == json.dumps(s.value) for s in ConnectionStatus)
+    assert ConnectionStatus("featureThrottled") is ConnectionStatus.FEATURE_THROTTLED
+    assert [f"{e}" for e in (AppState.BACKGROUND, Network.OFFLINE, Mode.MANUAL)] == ["background", "offline",
+                                                                                     "manual"]
+    assert Phase.CONNECTED != ConnectionStatus.CONNECTED and Phase.CONNECTED != "connected"
+    assert str(Phase.CONNECTED) == "connected"
