@@ -267,5 +267,6 @@ def test_the_status_is_the_sdk_string() -> None:
     assert ConnectionStatus("featureThrottled") is ConnectionStatus.FEATURE_THROTTLED
     assert [f"{e}" for e in (AppState.BACKGROUND, Network.OFFLINE, Mode.MANUAL)] == ["background", "offline",
                                                                                      "manual"]
-    assert Phase.CONNECTED != ConnectionStatus.CONNECTED and Phase.CONNECTED != "connected"
+    phase: object = Phase.CONNECTED
+    assert phase != ConnectionStatus.CONNECTED and phase != "connected"
     assert str(Phase.CONNECTED) == "connected"
