@@ -286,6 +286,12 @@ def read(path: Path) -> Trace:
         data = path.read_bytes()
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
         raise TraceError(1, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_bytes(data)
+
+
+def parse_bytes(data: bytes) -> Trace:
+    """Parse a trace given as bytes (a file's, or standard input's): TraceError naming the line
+    and byte offset of the first byte that is not UTF-8, or the first malformed line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
