@@ -133,13 +133,17 @@ class _Checker:
             self.pending.pop(0)
             self.matched += 1
 
-    def settle_until(self, t_us: int, line: int) -> None:
-        """Let the oracle's time reach `t_us`; anything overdue by more than the tolerance fails."""
+    def settle_until(self, t_us: int, line: int, incoming: str = "") -> None:
+        """Let the oracle's time reach `t_us`; anything overdue by more than the tolerance fails.
+        `incoming`: the notification observed at `t_us`, named when it is the overdue one, late."""
         self.oracle.advance(max(0, t_us - self.oracle.now) / US)
         self.match_pending()
-        for t_exp, name, rule in self.unmatched():
+        for k, (t_exp, name, rule) in enumerate(self.unmatched()):
             if t_exp + self.tol < t_us:
-                self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s", f"nothing by {t_us / US:.3f} s", line)
+                late = k == 0 and not self.pending and name == incoming
+                self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s",
+                          f"{name} at {t_us / US:.3f} s" if late else f"nothing by {t_us / US:.3f} s", line,
+                          self.hint(self.oracle.notes[self.matched].time_us, t_us) if late else "")
         for t_obs, obs in self.pending:
             if t_obs + self.tol < t_us:
                 early = None if obs.name == "on_connecting" else self.upcoming(obs.name)
@@ -170,7 +174,7 @@ class _Checker:
         self.settle_until(end_us + self.tol + 1, line)
 
     def observe_notify(self, t_us: int, obs: Notify) -> None:
-        self.settle_until(t_us, obs.line)
+        self.settle_until(t_us, obs.line, obs.name)
         window = self.oracle.retry_window()
         if self.matched >= len(self.oracle.notes) and window is not None and \
                 obs.name in ("on_connecting", "on_connected"):
