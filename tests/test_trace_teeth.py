@@ -174,3 +174,77 @@ def test_the_end_line_round_trips() -> None:
     trace = _lines(*BACKGROUND, '{"t": 29.999, "end": true}')
     assert trace.dumps().splitlines()[-1] == '{"t": 29.999, "end": true}'
     assert parse(trace.dumps()) == trace
+
+
+async def test_a_recorder_of_the_other_mode_is_refused_at_once_and_a_closed_client_ends_its_trace(
+        tmp_path: Path, autojump_clock: object) -> None:
+    import trio
+
+    from cometchat_fsm import AppSettings, CometChatException
+    from cometchat_fsm.server.reference import serve_reference
+    from cometchat_fsm.testing import memory_connector
+    from cometchat_fsm.trace import TraceRecorder
+    from cometchat_fsm.trio.client import open_client
+
+    manual = AppSettings(region="eu", auto_establish_socket_connection=False)
+    with trio.fail_after(60):
+        async with serve_reference(users=("alice",)) as server:
+            wrong = TraceRecorder("auto")
+            with pytest.raises(CometChatException) as info:
+                async with open_client("app", manual, url=server.url, store=tmp_path, trace=wrong,
+                                       connector=memory_connector(server)):
+                    raise AssertionError("the client opened with a recorder of the other mode")
+            assert info.value.code == "ERR_TRACE_MODE_MISMATCH" and wrong.trace.items == []
+            recorder = TraceRecorder("manual")
+            async with open_client("app", manual, url=server.url, store=tmp_path, trace=recorder,
+                                   connector=memory_connector(server)) as chat:
+                await chat.login("alice", auth_key=server.auth_key)
+                await chat.connect()
+                chat.enter_background()
+                await trio.sleep(29)
+            ended_at = trio.current_time()
+    assert recorder.trace.end == ended_at
+    with pytest.raises(CometChatException) as closed:
+        recorder.notify(ended_at + 1, "on_connecting")
+    assert closed.value.code == "ERR_TRACE_CLOSED"
+    verdict = check_trace(parse(recorder.trace.dumps()), SPECS)
+    assert verdict.ok and verdict.ended, verdict.divergence
+    with pytest.raises(CometChatException) as bad:
+        TraceRecorder("sometimes")
+    assert bad.value.code == "ERR_INVALID_ARGUMENT"
+
+
+def test_check_trace_takes_many_files_a_directory_and_standard_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import time
+
+    from cometchat_fsm.cli.main import main
+
+    start = time.perf_counter()
+    assert main(["check-trace", str(VECTORS)]) == 0
+    took = time.perf_counter() - start
+    out = capsys.readouterr().out.splitlines()
+    count = len(list(VECTORS.glob("*.jsonl")))
+    assert len(out) == count + 1 and out[-1].startswith(f"{count} traces in ")
+    assert f"{count} pass, 0 fail, 0 malformed" in out[-1] and took < 30
+    traces = Path(__file__).resolve().parent / "traces"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"mode": "auto"}\n{"t": 1, "input": "fly"}\n')
+    ok, fails = traces / "manual-M2.ok.jsonl", traces / "manual-M2.bad.jsonl"
+    assert main(["check-trace", str(ok), str(fails)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: " in out and "1 pass, 1 fail, 0 malformed; 2 without an end line" in out
+    assert main(["check-trace", str(ok), str(bad), str(fails)]) == 2  # the worst: malformed
+    captured = capsys.readouterr()
+    assert "bad.jsonl: line 2" in captured.err and "1 pass, 1 fail, 1 malformed" in captured.out
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(fails.read_bytes())))
+    assert main(["check-trace", "-"]) == 1
+    assert "FAIL: -: rule M2" in capsys.readouterr().out
+    assert main(["check-trace", "-", "-"]) == 2
+    assert main(["check-trace", str(tmp_path / "none")]) == 2  # unreadable: named, exit 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["check-trace", str(empty)]) == 2
+    assert "without *.jsonl" in capsys.readouterr().err
+    assert main(["check-trace", str(ok), str(fails), "--plot", str(tmp_path / "x.svg")]) == 2
