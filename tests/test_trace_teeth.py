@@ -248,3 +248,12 @@ def test_check_trace_takes_many_files_a_directory_and_standard_input(
     assert main(["check-trace", str(empty)]) == 2
     assert "without *.jsonl" in capsys.readouterr().err
     assert main(["check-trace", str(ok), str(fails), "--plot", str(tmp_path / "x.svg")]) == 2
+
+
+def test_the_trace_api_has_one_public_home() -> None:
+    import cometchat_fsm.conformance as public
+    from cometchat_fsm import trace
+
+    assert set(public.__all__) == set(public._HOMES)
+    assert public.read_trace is trace.read and public.parse_trace is trace.parse
+    assert public.check_trace is check_trace and public.TraceRecorder is trace.TraceRecorder

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cometchat_fsm.conformance.oracle import US, Expected, Note, Oracle
-from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.conformance.specs import Specs, load_specs
 from cometchat_fsm.core.errors import BAD_ARGUMENTS
 from cometchat_fsm.trace import MAX_TOLERANCE, Input, Notify, Status, Trace
 
@@ -111,9 +111,10 @@ class _Checker:
     def hint(self, expected_us: int, observed_us: int) -> str:
         """For a notification that is right but off in time (rule D5's 0.9 s connect)."""
         off = abs(observed_us - expected_us) / US
-        return (f"{off:.3f} s {'late' if observed_us > expected_us else 'early'}, more than the tolerance "
-                f"{self.tol / US:g} s: a server that answers that late is declared with a server_latency "
-                f"input, or allow more with --tolerance")
+        if observed_us < expected_us:
+            return f"{off:.3f} s early, more than the tolerance {self.tol / US:g} s"
+        return (f"{off:.3f} s late, more than the tolerance {self.tol / US:g} s: a server that answers "
+                f"that late is declared with a server_latency input, or allow more with --tolerance")
 
     # Expected notifications the oracle has produced and the trace has not matched yet.
     def unmatched(self) -> list[tuple[int, str, str]]:
@@ -233,8 +234,10 @@ class _Checker:
         o.advance(0)
 
 
-def check_trace(trace: Trace, specs: Specs, *, tolerance: float = 0.5) -> TraceVerdict:
-    """Replay `trace` against the rules; the verdict names the first rule it breaks, if any.
+def check_trace(trace: Trace, specs: Specs | None = None, *, tolerance: float = 0.5) -> TraceVerdict:
+    """Replay `trace` against the rules of `specs` (default: `load_specs()`); the verdict names
+    the first rule it breaks, if any, and how far the trace was checked (its end line, else its
+    last line).
 
     `tolerance` is in seconds, from 0 to MAX_TOLERANCE (ERR_INVALID_ARGUMENT otherwise).
     """
@@ -242,7 +245,7 @@ def check_trace(trace: Trace, specs: Specs, *, tolerance: float = 0.5) -> TraceV
             or not (math.isfinite(tolerance) and 0 <= tolerance <= MAX_TOLERANCE):
         raise BAD_ARGUMENTS.exception(f"tolerance must be from 0 to {MAX_TOLERANCE:g} seconds, "
                                       f"not {tolerance!r}")
-    checker = _Checker(trace, specs, tolerance)
+    checker = _Checker(trace, load_specs() if specs is None else specs, tolerance)
     last = trace.items[-1].t if trace.items else 0.0
     end = checker.us(last if trace.end is None else trace.end)
     inputs = observations = 0

@@ -54,8 +54,9 @@ def replay_script(trace: Trace) -> str:
         elif value is not None:
             word += f" {format_seconds(float(value)) if isinstance(value, (int, float)) else value}"
         words.append(word)
-    end = trace.items[-1].t - origin if trace.items else 0.0
-    if end > now:  # on to the trace's last line, so that the replay shows what it shows
+    last = trace.end if trace.end is not None else trace.items[-1].t if trace.items else origin
+    end = last - origin
+    if end > now:  # on to the trace's end (line), so that the replay shows what it shows
         words.append(f"wait {format_seconds(round(end - now, 6))}")
     return "; ".join(words)
 
