@@ -237,7 +237,8 @@ def test_check_trace_takes_many_files_a_directory_and_standard_input(
     assert "FAIL: " in out and "1 pass, 1 fail, 0 malformed; 2 without an end line" in out
     assert main(["check-trace", str(ok), str(bad), str(fails)]) == 2  # the worst: malformed
     captured = capsys.readouterr()
-    assert "bad.jsonl: line 2" in captured.err and "1 pass, 1 fail, 1 malformed" in captured.out
+    assert "1 of 3 traces are malformed; the first: " in captured.err and "bad.jsonl: line 2" in captured.err
+    assert "1 pass, 1 fail, 1 malformed" in captured.out and len(captured.err.splitlines()) == 1
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(fails.read_bytes())))
     assert main(["check-trace", "-"]) == 1
     assert "FAIL: -: rule M2" in capsys.readouterr().out

@@ -1,9 +1,10 @@
 """`cometchat-fsm check-trace SOURCE ...`: check any number of traces in one run.
 
 A SOURCE is a trace file, a directory (its `*.jsonl` files, sorted, not recursing) or `-` (one
-trace on standard input). Each trace gets one verdict line (a malformed one: one line on
-stderr, as for a single file); with more than one, a closing line gives the totals and the
-time taken. The exit status is the worst verdict: 2 (malformed) over 1 (a divergence) over 0.
+trace on standard input). Each trace gets one verdict line on stdout; with more than one, a
+closing line gives the totals and the time taken. Malformed traces also make one line on stderr
+for the whole run (a single trace: only that line, as ever). The exit status is the worst
+verdict: 2 (malformed) over 1 (a divergence) over 0.
 The specs are read once, so the 200-odd vectors check in seconds.
 """
 
@@ -100,10 +101,16 @@ def run(names: list[str], specs: Specs, tolerance: float, out: TextIO,
     outcomes = []
     for outcome in check_all(names, specs, tolerance):
         outcomes.append(outcome)
-        if outcome.verdict is None:
-            refuse(f"{outcome.name}: {outcome.problem}")
-        else:
+        if outcome.verdict is not None:
             print(verdict_line(outcome, tolerance), file=out)
+        elif len(names) > 1:
+            print(f"malformed: {outcome.name}: {outcome.problem}", file=out)
     if len(outcomes) > 1:
         print(summary(outcomes, time.perf_counter() - start), file=out)
+    bad = [o for o in outcomes if o.verdict is None]
+    if len(bad) == 1 and len(outcomes) == 1:
+        refuse(f"{bad[0].name}: {bad[0].problem}")
+    elif bad:  # one line on stderr for the run, whatever the number of bad traces
+        refuse(f"{len(bad)} of {len(outcomes)} traces are malformed; the first: "
+               f"{bad[0].name}: {bad[0].problem}")
     return max(o.status for o in outcomes), outcomes
