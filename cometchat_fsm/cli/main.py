@@ -147,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="SQLite file of users, tokens and messages, kept across runs; its directory "
                             "must exist (default: a temporary file removed on exit; ':memory:' keeps "
                             "it in memory)")
+    serve.add_argument("--control", type=_port, default=None, metavar="PORT",
+                       help="also open the control channel on 127.0.0.1:PORT (0: a free one): the "
+                            "scripted faults as JSON Lines over TCP (docs/control-channel.md)")
 
     conform = commands.add_parser(
         "conform", help="drive an implementation through a driver process and check it rule by rule",
@@ -455,6 +458,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import trio  # imported late, like Hypothesis: only `serve` needs the network stack
 
+    from cometchat_fsm.server.control import open_control
     from cometchat_fsm.server.reference import LOGIN_PATH, SOCKET_PATH, serve_reference
 
     if args.history is not None:
@@ -471,7 +475,12 @@ def _serve(args: argparse.Namespace) -> int:
                     print(f"history: {args.history}")
                 print(f"auth key: {server.auth_key}")
                 print(f"users: {', '.join(sorted(server.users)) or '(none: pass --user UID)'}", flush=True)
-                await _until_stopped(sigterm)
+                if args.control is None:
+                    await _until_stopped(sigterm)
+                    return
+                async with open_control(server, args.control) as port:
+                    print(f"control: 127.0.0.1:{port} (JSON Lines, docs/control-channel.md)", flush=True)
+                    await _until_stopped(sigterm)
 
     try:
         trio.run(run)  # returns on SIGTERM
@@ -480,7 +489,8 @@ def _serve(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         return _fail("serve", f"cannot use the history file {args.history}: {exc}")
     except OSError as exc:
-        return _fail("serve", f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        control = "" if args.control is None else f" (or the control port 127.0.0.1:{args.control})"
+        return _fail("serve", f"cannot listen on {args.host}:{args.port}{control}: {exc.strerror or exc}")
     print("server stopped")
     return 0
 
