@@ -171,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="comma-separated rule IDs already known to diverge: look past them from "
                               "the start")
     conform.add_argument("--report", type=Path, default=None, metavar="FILE",
-                         help="also write the report, one row per rule: FILE.md (Markdown) or FILE.json")
+                         help="also write the report, one row per rule: FILE.md (Markdown), FILE.json "
+                              "or FILE.html (one page; with matplotlib, a timeline per divergence)")
     conform.add_argument("driver", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                          help="the driver's command line, after --")
 
@@ -404,8 +405,8 @@ def _conform(args: argparse.Namespace) -> int:
     if args.examples < 1 or args.rounds < 1 or not args.timeout > 0:
         print(f"{PROG} conform: --examples and --rounds must be >= 1, --timeout > 0", file=sys.stderr)
         return USAGE_ERROR
-    if args.report is not None and args.report.suffix.lower() not in (".md", ".json"):
-        print(f"{PROG} conform: --report must name a .md or .json file", file=sys.stderr)
+    if args.report is not None and args.report.suffix.lower() not in (".md", ".json", ".html"):
+        print(f"{PROG} conform: --report must name a .md, .json or .html file", file=sys.stderr)
         return USAGE_ERROR
     try:
         from cometchat_fsm.conformance.conform import render_text, run_conform, write_report
