@@ -19,29 +19,31 @@ STATUSES = ("disconnected", "connected", "connecting", "featureThrottled")
 SPECS = load_specs()
 EXAMPLES: dict[str, Example] = {f"{r.id}-{e.index}": e for r in SPECS.rules for e in r.examples}
 
-#: Vectors whose broken observation is named by another rule than the vector's, and that rule.
-#: The oracle (conformance/oracle.py) names each expectation by the mechanism that produces it,
-#: not by the rule an example illustrates: an on_disconnected after any loss is D6b's, the
-#: on_connecting of a manual connect() M1's, an on_connected D5's, a status nothing changes the
-#: rule of the last change (D5, D11). Branch `teeth` gives each expectation its rule in the
-#: oracle; when it lands, entries go (the test fails on any entry that changed, so the table
-#: stays exact). Walk vectors illustrate no rule: any rule of the specs is accepted for them.
+#: Vectors whose broken observation is named by another rule than the vector's, and that rule
+#: (148 of the 222 example vectors; the 3 walks illustrate no rule and may name any). The
+#: oracle (conformance/oracle.py) names each expectation by the mechanism that produces it, not
+#: by the rule an example illustrates: the retry after a loss is D6a's (A3, M4, D6, D14 vectors),
+#: a manual connect()'s attempt M1's, an on_disconnected after a loss D6b's, a close of the
+#: background window M2's (M3, D2 vectors); a status nothing changes is blamed on the rule of the
+#: last change (D5, D11); where every observation is at one instant, only featureThrottled is
+#: outside the tolerance at the end, so the break names D12. Branch `teeth` gives each
+#: expectation its rule in the oracle; entries then go. The test fails on any entry that
+#: changed, so this table stays exact.
 MISNAMED = dict(pair.split(":") for pair in """
-A1-1:D5 A1-2:D5 A1-3:D5 A1-4:D5 A2-4:D11 A2-6:D6b A3-1:D6a A3-2:D5 A3-3:D5 D1-2:D6b D1-5:D5 D1-8:D5
-D1-9:D5 D10-1:D12 D10-2:D12 D10-3:D5 D10-4:D9 D10-5:D9 D10-8:D5 D11-1:D12 D11-3:D5 D11-4:D6b
-D11-5:A2 D11-6:D12 D11-7:D5 D12-4:D6b D12-5:D1 D12-6:A2 D12-7:D6a D12-8:M2 D12-9:D11 D14-1:D6b
-D14-10:D5 D14-2:D6b D14-3:D6b D14-4:D15 D14-5:D15 D14-6:D5 D14-7:D5 D14-8:D5 D14-9:D15 D15-10:D1
-D15-3:M1 D15-4:M5 D15-6:D5 D15-7:D6a D15-8:A2 D15-9:D8 D16-1:D5 D16-3:D5 D16-4:D5 D16-5:D5 D16-6:D5
-D16-7:D5 D16-8:D5 D16-9:D5 D18-1:M1 D18-2:M1 D18-3:D6a D18-4:M1 D18-5:M1 D2-1:D5 D2-2:M2 D2-3:M2
-D2-5:M2 D3-2:E1 D3-6:D12 D3-7:D12 D4-1:D12 D4-2:M1 D4-3:D5 D4-4:D5 D4-5:D5 D4-6:D12 D4-7:D5 D5-7:M1
-D6-1:D6a D6-10:D15 D6-11:D15 D6-12:D15 D6-13:D6a D6-14:D5 D6-15:D5 D6-16:D5 D6-17:D5 D6-2:D5
-D6-3:D6b D6-4:D5 D6-5:M1 D6-6:M1 D6-7:D6a D6-8:D6a D6-9:D6a D6a-10:D5 D6a-4:D5 D6a-5:D6b D6a-6:D5
-D6a-7:D5 D6a-8:D5 D6a-9:D5 D6b-2:D6a D6b-3:D6a D6b-4:D6a D6b-5:D6a D6b-6:D6a D6b-7:D6a D7-1:D6a
-D7-2:D6b D7-3:D5 D7-4:D6a D7-5:D6b D7-8:D5 D7-9:D6b D8-3:D5 D8-4:D6b D8-5:D6a D9-10:D11 D9-11:D11
-D9-3:D11 D9-4:E1 D9-5:E1 D9-6:E1 E2-1:D5 E2-2:D1 E2-3:D12 E2-4:D1 L1-1:D5 L1-2:D11 L1-3:D11 L1-4:D5
-L1-5:A1 L2-1:D5 L2-2:D12 L2-3:D5 L2-4:D12 M1-1:D11 M1-2:D5 M1-3:D1 M3-1:M2 M3-2:M2 M3-3:M2 M3-4:M2
-M3-5:M2 M3-6:M2 M4-1:D5 M4-2:D5 M4-3:D5 M5-1:M2 M5-4:D1 M5-7:D5 M5-8:D5 P1-2:E1 P1-4:D5 P2-1:M1
-P2-2:M1 P2-3:D15 P2-6:M1 P2-7:M5
+A1-2:D6a A1-4:D5 A2-4:D11 A2-6:D6b A3-1:D6a A3-2:D6a A3-3:D6a D1-2:D6b D1-5:M1 D1-8:A1 D10-1:D12
+D10-2:D12 D10-3:A1 D10-4:D9 D10-5:D9 D10-8:A1 D11-1:D12 D11-3:M1 D11-4:D6b D11-5:A2 D11-6:D12
+D11-7:D5 D12-4:D6b D12-5:D1 D12-6:A2 D12-7:D6a D12-8:M2 D12-9:D11 D14-1:D6b D14-2:D6b D14-3:D6b
+D14-4:D15 D14-5:D15 D14-6:D6a D14-7:D6a D14-8:D6a D14-9:D15 D15-10:D1 D15-3:M1 D15-4:M5 D15-6:D1
+D15-7:D6a D15-8:A2 D15-9:D8 D16-1:D5 D16-3:D5 D16-4:D5 D16-5:D5 D16-6:A1 D16-7:M1 D16-8:D5 D16-9:D5
+D18-1:M1 D18-2:M1 D18-3:D6a D18-4:M1 D18-5:M1 D2-1:D5 D2-2:M2 D2-3:M2 D2-5:M2 D3-2:E1 D3-6:D12
+D3-7:D12 D4-1:D12 D4-2:M1 D4-3:M1 D4-4:M1 D4-6:D12 D4-7:D6a D5-4:M1 D5-7:M1 D5-8:M1 D6-1:D6a
+D6-10:D15 D6-11:D15 D6-12:D15 D6-13:D6a D6-14:D6a D6-15:D6a D6-16:D6a D6-17:D6a D6-2:D6a D6-3:D6b
+D6-4:A1 D6-5:M1 D6-6:M1 D6-7:D6a D6-8:D6a D6-9:D6a D6a-5:D6b D6b-2:D6a D6b-3:D6a D6b-4:D6a D6b-5:D6a
+D6b-6:D6a D6b-7:D6a D7-1:D6a D7-2:D6b D7-3:D6a D7-4:D6a D7-5:D6b D7-8:D5 D7-9:D6b D8-3:M1 D8-4:D6b
+D8-5:D6a D9-10:D11 D9-11:D11 D9-3:D11 D9-4:E1 D9-5:E1 D9-6:E1 E2-1:M1 E2-2:D1 E2-3:D12 E2-4:D1
+L1-1:A1 L1-2:D11 L1-3:D11 L1-4:D5 L1-5:A1 L2-1:A1 L2-2:D12 L2-3:M1 L2-4:D12 M1-1:D11 M1-3:D1 M3-1:M2
+M3-2:M2 M3-3:M2 M3-4:M2 M3-5:M2 M3-6:M2 M4-1:D6a M4-2:D6a M4-3:D6a M5-1:M2 M5-4:D1 M5-7:M1 M5-8:M1
+P1-2:E1 P1-4:M1 P2-1:M1 P2-2:M1 P2-3:D15 P2-6:M1 P2-7:M5
 """.split())
 
 

@@ -118,8 +118,22 @@ class _Checker:
 
     # Expected notifications the oracle has produced and the trace has not matched yet.
     def unmatched(self) -> list[tuple[int, str, str]]:
-        """(latest acceptable time, name, rule) of each expected notification not yet seen."""
-        return [(n.time_us + n.slack_us, n.name, n.rule) for n in self.oracle.notes[self.matched:]]
+        """(latest acceptable time, name, rule) of each expected notification not yet seen; the
+        rule is the one a missing notification breaks (`missing_rule`)."""
+        notes = self.oracle.notes
+        return [(notes[k].time_us + notes[k].slack_us, notes[k].name, self.missing_rule(k))
+                for k in range(self.matched, len(notes))]
+
+    def missing_rule(self, k: int) -> str:
+        """The rule an implementation breaks by never showing the k-th expected notification: an
+        on_connected that never comes breaks the rule that started its attempt (the preceding
+        on_connecting's: A1 for a login, M1 for connect(), D6a for a retry), not D5, which says
+        when it comes (a late one is D5's)."""
+        notes = self.oracle.notes
+        note = notes[k]
+        if note.name == "on_connected" and note.rule == "D5":
+            return next((n.rule for n in reversed(notes[:k]) if n.name == "on_connecting"), note.rule)
+        return note.rule
 
     def match_pending(self) -> None:
         """Pair observed and expected notifications in order, as far as both exist."""
@@ -142,6 +156,8 @@ class _Checker:
         for k, (t_exp, name, rule) in enumerate(self.unmatched()):
             if t_exp + self.tol < t_us:
                 late = k == 0 and not self.pending and name == incoming
+                if late:
+                    rule = self.oracle.notes[self.matched].rule  # there, but late: its own rule
                 self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s",
                           f"{name} at {t_us / US:.3f} s" if late else f"nothing by {t_us / US:.3f} s", line,
                           self.hint(self.oracle.notes[self.matched].time_us, t_us) if late else "")
