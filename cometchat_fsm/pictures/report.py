@@ -90,7 +90,7 @@ def _section(c: Checked, specs: Specs, k: int) -> str:
     out = [f'<section id="trace-{k}" class="{verdict.lower()}">',
            f"<h2><span class=badge>{verdict}</span> {html.escape(title)}</h2>",
            f"<p class=muted>{html.escape(c.name)}: {c.trace.mode} mode, {v.inputs} inputs, "
-           f"{v.observations} observations</p>"]
+           f"{v.observations} observations; {html.escape(v.extent)}</p>"]
     if d is not None:
         where = f", line {d.line}" if d.line else ""
         rule = f"<span class=rule-id>{html.escape(d.rule)}</span>"
