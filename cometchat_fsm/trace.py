@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.errors import (
+    BAD_ARGUMENTS,
+    ERR_TRACE_CLOSED,
+    ERR_TRACE_MODE_MISMATCH,
+    CometChatException,
+    ErrorSpec,
+)
 from cometchat_fsm.files import utf8_problem
 
 #: Input name -> its arguments and their JSON types (None allowed where listed).
@@ -49,6 +55,23 @@ SETTINGS = ("max_reconnect_attempts", "stable_after", "max_retry_after")
 MAX_SPAN = 1_000_000
 #: The largest timing tolerance of `check-trace` (seconds).
 MAX_TOLERANCE = 3600.0
+#: The version of specs/trace-format.md this module reads and writes (2: the end line).
+FORMAT_VERSION = 2
+
+#: TraceRecorder attached to a client of the other mode: its trace would be checked against
+#: the wrong rules (A1-A3 against M1-M5), so it is refused at once.
+TRACE_MODE_MISMATCH = ErrorSpec(
+    ERR_TRACE_MODE_MISMATCH,
+    "The trace recorder's mode is not the client's mode.",
+    "Create TraceRecorder(mode) with the client's mode: \"auto\" when "
+    "auto_establish_socket_connection is true, else \"manual\".",
+)
+#: A TraceRecorder that was closed (its end line written) takes no more lines.
+TRACE_CLOSED = ErrorSpec(
+    ERR_TRACE_CLOSED,
+    "The trace has ended: its end line is written.",
+    "Note everything before close(); a client attached to the recorder again reopens it.",
+)
 
 
 class TraceError(CometChatException):
@@ -102,6 +125,10 @@ class Trace:
     items: list[Item] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    #: The end line's time: the implementation was watched up to it (None: no end line, the
+    #: trace was watched up to its last line at least, and may have been cut short).
+    end: float | None = None
+    end_line: int = 0  # its line number, where parsed
 
     def lines(self) -> list[str]:
         """The trace as JSON Lines: the head line, then one line per item."""
@@ -124,6 +151,8 @@ class Trace:
                     out.append(json.dumps({"t": t, "status": status}))
                 case Notify(t=t, name=name):
                     out.append(json.dumps({"t": t, "notify": name}))
+        if self.end is not None:
+            out.append(json.dumps({"t": self.end, "end": True}))
         return out
 
     def dumps(self) -> str:
@@ -170,6 +199,11 @@ def parse(text: str) -> Trace:
         if trace is None:
             trace = _header(n, row)
             continue
+        if trace.end is not None:
+            raise TraceError(n, f"nothing may follow the end line (line {trace.end_line})")
+        if "end" in row:
+            trace.end, trace.end_line = _end(n, row, last), n
+            continue
         item = _item(n, row)
         if item.t < last:
             raise TraceError(n, f"time goes backwards ({item.t} after {last})")
@@ -183,6 +217,17 @@ def parse(text: str) -> Trace:
     if trace is None:
         raise TraceError(1, 'empty trace: the first line must be a header like {"mode": "auto"}')
     return trace
+
+
+def _end(n: int, row: dict[str, Any], last: float) -> float:
+    """The end line, `{"t": T, "end": true}`: the implementation was watched up to T."""
+    t = row.get("t")
+    if set(row) != {"t", "end"} or row["end"] is not True or not _number(t):
+        raise TraceError(n, 'the end line is exactly {"t": <seconds>, "end": true}')
+    assert isinstance(t, (int, float))
+    if t < last:
+        raise TraceError(n, f"the end line's time goes backwards ({t} after {last})")
+    return float(t)
 
 
 def _header(n: int, row: dict[str, Any]) -> Trace:
@@ -259,6 +304,12 @@ def read(path: Path) -> Trace:
         data = path.read_bytes()
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
         raise TraceError(1, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_bytes(data)
+
+
+def parse_bytes(data: bytes) -> Trace:
+    """Parse a trace given as bytes (a file's, or standard input's): TraceError naming the line
+    and byte offset of the first byte that is not UTF-8, or the first malformed line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -268,13 +319,40 @@ def read(path: Path) -> Trace:
 
 class TraceRecorder:
     """Builds a trace as things happen; a live client (`open_client(trace=...)`) and a test
-    harness (for the server's faults) write into the same one."""
+    harness (for the server's faults) write into the same one.
+
+    `mode` is "auto" or "manual" (ERR_INVALID_ARGUMENT otherwise); a client of the other mode
+    refuses the recorder at once (ERR_TRACE_MODE_MISMATCH). Times are seconds on any one clock
+    (the client uses `trio.current_time()`). `close(t)` writes the end line (the time up to which
+    the client was watched); the live client closes its recorder when it closes, and after that
+    the recorder takes nothing more (ERR_TRACE_CLOSED) until a client is attached again.
+    """
 
     def __init__(self, mode: str, *, settings: dict[str, Any] | None = None, name: str = "") -> None:
+        if mode not in ("auto", "manual"):
+            raise BAD_ARGUMENTS.exception(f'mode must be "auto" or "manual", not {_show(mode)}')
         self.trace = Trace(mode, [], dict(settings or {}), name)
+
+    def attach(self, mode: str) -> None:
+        """A client of `mode` ("auto" / "manual") records into this trace from now on: refused
+        with ERR_TRACE_MODE_MISMATCH when it is not the trace's mode; reopens a closed trace (a
+        restarted client goes on in the same trace)."""
+        if mode != self.trace.mode:
+            raise TRACE_MODE_MISMATCH.exception(f"the recorder is {self.trace.mode!r}, the client {mode!r}")
+        self.trace.end = None
+
+    def close(self, t: float) -> None:
+        """End the trace at `t`: the implementation was watched up to then (the end line)."""
+        if self.trace.end is None:
+            self.trace.end = max([t, *(i.t for i in self.trace.items[-1:])])
+
+    def _open(self) -> None:
+        if self.trace.end is not None:
+            raise TRACE_CLOSED.exception(f"the trace ended at t={self.trace.end}")
 
     def input(self, t: float, name: str, **args: Any) -> int:
         """Note an input; returns its index, for `failed`."""
+        self._open()
         self.trace.items.append(Input(t, name, args))
         return len(self.trace.items) - 1
 
@@ -286,10 +364,12 @@ class TraceRecorder:
 
     def status(self, t: float, status: str) -> None:
         """Note that the client showed `status` (an SDK status string, D11) at `t` (s)."""
+        self._open()
         self.trace.items.append(Status(t, status))
 
     def notify(self, t: float, name: str) -> None:
         """Note that the client called listener method `name` at `t` (s) (D11)."""
+        self._open()
         self.trace.items.append(Notify(t, name))
 
     def write(self, path: Path) -> None:

@@ -19,8 +19,9 @@ EXPECTED: list[list[str]] = [
     ["[(0.0, 'on_connecting'), (0.0, 'on_connected'), (59.9, 'on_disconnected')]",
      "ERR_NOT_LOGGED_IN Please log in before establishing a WebSocket connection."],
     ["connected", "Web socket connection successful"],
+    ["False M2", "checked up to t=29.000 s, the end line"],
 ]
-NAMES = ["ten-lines", "live"]
+NAMES = ["ten-lines", "live", "traces"]
 
 
 def simulate_script() -> str:

@@ -48,8 +48,8 @@ def run(source: str) -> list[str]:
 
 
 def test_every_python_example_has_its_expected_output() -> None:
-    assert len(EXAMPLES) == len(EXPECTED) == 2, "a new example needs its expected output (readme_examples)"
-    assert "Simulation(" in EXAMPLES[0] and "open_client(" in EXAMPLES[1]
+    assert len(EXAMPLES) == len(EXPECTED) == 3, "a new example needs its expected output (readme_examples)"
+    assert "Simulation(" in EXAMPLES[0] and "open_client(" in EXAMPLES[1] and "TraceRecorder(" in EXAMPLES[2]
 
 
 @pytest.mark.parametrize("index", range(len(EXPECTED)), ids=NAMES)

@@ -4,7 +4,8 @@ Builds the wheel of this checkout, installs it (with the `check` extra, without 
 fresh virtual environment in a temporary directory outside the repository, and from another
 temporary directory runs `--version`, `check --profile quick`, the README's `simulate` script,
 `diagram` (default place and `--dir`, then `--check`), `vectors --check` on the shipped vectors,
-`vectors DIR` then `vectors --check DIR`, `rules`, `check-trace` on a shipped vector, `demo`,
+`vectors DIR` then `vectors --check DIR`, `rules`, `check-trace` on a shipped vector and on all
+of them, `demo`,
 `conform` against the shipped Simulation driver (and that the JS driver's script ships), and the
 README's Python examples twice each with one session store. It also checks that nothing was
 written into site-packages. Prints a line per step; exit 0 when all pass, 1 otherwise.
@@ -130,11 +131,13 @@ def commands(bin_dir: Path, work: Path, env: dict[str, str], svg: bool, plot: bo
         expect_in(run([cli, "rules", "--check"], cwd=work, env=env), "up to date", "rules --check")
         if not (work / "docs" / "rules.md").is_file():
             raise Failed("rules wrote no ./docs/rules.md")
-    with step("check-trace on a shipped vector"):
+    with step("check-trace on a shipped vector, then on all of them in one run"):
         where = "from cometchat_fsm import places; print(places.shipped_specs())"
         shipped = run([bin_dir / "python", "-c", where], cwd=work, env=env).strip()
         expect_in(run([cli, "check-trace", Path(shipped) / "vectors" / "M2-1.jsonl"], cwd=work, env=env),
                   "pass:", "check-trace")
+        expect_in(run([cli, "check-trace", Path(shipped) / "vectors"], cwd=work, env=env),
+                  "0 fail, 0 malformed", "check-trace DIR")
     with step("demo (two live clients on loopback)"):
         run([cli, "demo"], cwd=work, env=env)
     with step("conform against the shipped Simulation driver; the JS driver ships"):

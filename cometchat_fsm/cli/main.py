@@ -28,6 +28,7 @@ from cometchat_fsm.sim.simulation import MAX_SECONDS, Simulation
 from cometchat_fsm.trace import MAX_SPAN, MAX_TOLERANCE
 
 if TYPE_CHECKING:
+    from cometchat_fsm.conformance.specs import Specs
     from cometchat_fsm.conformance.tracecheck import TraceVerdict
     from cometchat_fsm.trace import Trace
 
@@ -98,17 +99,22 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default: 0)")
 
     trace = commands.add_parser(
-        "check-trace", help="check a recorded trace (JSON Lines) against the rules",
-        description="Replay a trace's inputs into the documented behaviour and compare every "
-                    "observation (specs/trace-format.md). Exit 0: conforms; 1: a divergence; 2: malformed.",
+        "check-trace", help="check recorded traces (JSON Lines) against the rules",
+        description="Replay each trace's inputs into the documented behaviour and compare every "
+                    "observation (specs/trace-format.md); one verdict line per trace, then the totals. "
+                    "Exit 0: all conform; 1: a divergence; 2: a malformed trace.",
         epilog=f"A trace is UTF-8 JSON Lines; its times span at most {MAX_SPAN:,} s from the first "
-               f"line, and its seconds arguments are numbers from 0 to {MAX_SPAN:,}.")
-    trace.add_argument("file", type=Path, metavar="FILE", help="the trace, one JSON object per line")
+               f"line, and its seconds arguments are numbers from 0 to {MAX_SPAN:,}. Example: "
+               f"{PROG} check-trace specs/vectors")
+    trace.add_argument("files", nargs="+", metavar="FILE",
+                       help="a trace (one JSON object per line), a directory of *.jsonl traces, or '-' "
+                            "for one trace on standard input")
     trace.add_argument("--tolerance", type=_tolerance, default=0.5, metavar="SECONDS",
                        help=f"how far an observation's time may be off, 0 to {MAX_TOLERANCE:g} "
                             f"(default: 0.5)")
     trace.add_argument("--plot", type=Path, default=None, metavar="FILE",
-                       help="also draw the trace's timeline, divergence marked, to FILE (.svg or .png)")
+                       help="also draw the trace's timeline, divergence marked, to FILE (.svg or .png; "
+                            "one trace only)")
     trace.add_argument("--report", type=Path, default=None, metavar="FILE",
                        help="also write a self-contained HTML page: verdict, timeline, rule, replay")
 
@@ -141,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="SQLite file of users, tokens and messages, kept across runs; its directory "
                             "must exist (default: a temporary file removed on exit; ':memory:' keeps "
                             "it in memory)")
+    serve.add_argument("--control", type=_port, default=None, metavar="PORT",
+                       help="also open the control channel on 127.0.0.1:PORT (0: a free one): the "
+                            "scripted faults as JSON Lines over TCP (docs/control-channel.md)")
 
     conform = commands.add_parser(
         "conform", help="drive an implementation through a driver process and check it rule by rule",
@@ -162,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="comma-separated rule IDs already known to diverge: look past them from "
                               "the start")
     conform.add_argument("--report", type=Path, default=None, metavar="FILE",
-                         help="also write the report, one row per rule: FILE.md (Markdown) or FILE.json")
+                         help="also write the report, one row per rule: FILE.md (Markdown), FILE.json "
+                              "or FILE.html (one page; with matplotlib, a timeline per divergence)")
     conform.add_argument("driver", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                          help="the driver's command line, after --")
 
@@ -296,37 +306,36 @@ def _picture_problem(command: str, picture: Path | None, page: Path | None = Non
 
 
 def _check_trace(args: argparse.Namespace) -> int:
+    from cometchat_fsm.cli import checktrace
     from cometchat_fsm.conformance.specs import load_specs
-    from cometchat_fsm.conformance.tracecheck import check_trace
-    from cometchat_fsm.trace import TraceError, read
 
-    try:
-        trace = read(args.file)
-    except TraceError as exc:
-        return _fail("check-trace", f"{args.file}: {exc.message}")
+    names = checktrace.sources(args.files)
+    if args.plot is not None and len(names) > 1:
+        return _fail("check-trace", f"--plot draws one trace; {len(names)} were given (--report "
+                                    f"shows them all)")
     if _picture_problem("check-trace", args.plot, args.report):
         return USAGE_ERROR
-    verdict = check_trace(trace, load_specs(), tolerance=args.tolerance)
-    _trace_pictures(args, trace, verdict)
-    if verdict.divergence is None:
-        print(f"pass: {args.file} ({verdict.inputs} inputs, {verdict.observations} observations, "
-              f"tolerance {args.tolerance} s)")
-        return 0
-    print(f"FAIL: {args.file}: {verdict.divergence}")
-    return 1
+    specs = load_specs()
+    status, outcomes = checktrace.run(names, specs, args.tolerance, sys.stdout,
+                                      lambda message: _fail("check-trace", message))
+    checked = [(o.name, o.trace, o.verdict) for o in outcomes if o.trace is not None and o.verdict]
+    if checked:
+        _trace_pictures(args, checked, specs)
+    return status
 
 
-def _trace_pictures(args: argparse.Namespace, trace: Trace, verdict: TraceVerdict) -> None:
+def _trace_pictures(args: argparse.Namespace, checked: list[tuple[str, Trace, TraceVerdict]],
+                    specs: Specs) -> None:
     """check-trace --plot and --report: the timeline picture and the HTML page."""
-    from cometchat_fsm.conformance.specs import load_specs
     from cometchat_fsm.pictures import plot, report
 
     if args.plot is not None:
-        title = _shorter(f"{trace.name or args.file.name} ({trace.mode} mode, time from the first line)")
+        name, trace, verdict = checked[0]
+        title = _shorter(f"{trace.name or Path(name).name} ({trace.mode} mode, time from the first line)")
         plot.draw(plot.from_trace(trace, verdict.divergence, title=title), args.plot)
         print(f"timeline: {args.plot}")
     if args.report is not None:
-        page = report.render([report.Checked(str(args.file), trace, verdict)], load_specs())
+        page = report.render([report.Checked(*c) for c in checked], specs)
         args.report.write_text(page, encoding="utf-8")
         print(f"report: {args.report}")
 
@@ -396,8 +405,8 @@ def _conform(args: argparse.Namespace) -> int:
     if args.examples < 1 or args.rounds < 1 or not args.timeout > 0:
         print(f"{PROG} conform: --examples and --rounds must be >= 1, --timeout > 0", file=sys.stderr)
         return USAGE_ERROR
-    if args.report is not None and args.report.suffix.lower() not in (".md", ".json"):
-        print(f"{PROG} conform: --report must name a .md or .json file", file=sys.stderr)
+    if args.report is not None and args.report.suffix.lower() not in (".md", ".json", ".html"):
+        print(f"{PROG} conform: --report must name a .md, .json or .html file", file=sys.stderr)
         return USAGE_ERROR
     try:
         from cometchat_fsm.conformance.conform import render_text, run_conform, write_report
@@ -450,6 +459,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import trio  # imported late, like Hypothesis: only `serve` needs the network stack
 
+    from cometchat_fsm.server.control import open_control
     from cometchat_fsm.server.reference import LOGIN_PATH, SOCKET_PATH, serve_reference
 
     if args.history is not None:
@@ -466,7 +476,12 @@ def _serve(args: argparse.Namespace) -> int:
                     print(f"history: {args.history}")
                 print(f"auth key: {server.auth_key}")
                 print(f"users: {', '.join(sorted(server.users)) or '(none: pass --user UID)'}", flush=True)
-                await _until_stopped(sigterm)
+                if args.control is None:
+                    await _until_stopped(sigterm)
+                    return
+                async with open_control(server, args.control) as port:
+                    print(f"control: 127.0.0.1:{port} (JSON Lines, docs/control-channel.md)", flush=True)
+                    await _until_stopped(sigterm)
 
     try:
         trio.run(run)  # returns on SIGTERM
@@ -475,7 +490,8 @@ def _serve(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         return _fail("serve", f"cannot use the history file {args.history}: {exc}")
     except OSError as exc:
-        return _fail("serve", f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        control = "" if args.control is None else f" (or the control port 127.0.0.1:{args.control})"
+        return _fail("serve", f"cannot listen on {args.host}:{args.port}{control}: {exc.strerror or exc}")
     print("server stopped")
     return 0
 

@@ -368,8 +368,15 @@ def render_json(report: ConformReport) -> str:
 
 
 def write_report(report: ConformReport, path: Path) -> None:
-    """Write the report as Markdown (.md) or JSON (.json), chosen by the file's suffix."""
-    text = render_json(report) if path.suffix.lower() == ".json" else render_markdown(report)
+    """Write the report as Markdown (.md), JSON (.json) or a self-contained HTML page (.html),
+    chosen by the file's suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".html":
+        from cometchat_fsm.pictures.conform_report import render_html
+
+        text = render_html(report, load_specs())
+    else:
+        text = render_json(report) if suffix == ".json" else render_markdown(report)
     path.write_text(text, encoding="utf-8")
 
 

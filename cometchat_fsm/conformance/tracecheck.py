@@ -10,21 +10,28 @@ when a trace shows the implementation starting its retry earlier (an `on_connect
 oracle starts it then, provided the retry was due by then under the rule. A retry observed
 before it was armed, or none by the latest allowed moment, is a divergence of D6a.
 
-Times are relative: the first line's time is the origin, so any clock works.
+Times are relative: the first line's time is the origin, so any clock works. Every expectation
+is applied up to the end line (the time up to which the implementation was watched); a trace
+without one is checked up to its last line, and the verdict says so.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cometchat_fsm.conformance.oracle import US, Expected, Oracle
-from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.conformance.oracle import US, Expected, Note, Oracle
+from cometchat_fsm.conformance.specs import Specs, load_specs
 from cometchat_fsm.core.errors import BAD_ARGUMENTS
 from cometchat_fsm.trace import MAX_TOLERANCE, Input, Notify, Status, Trace
 
 LARGEST_DRAW = 1.0 - 1e-12
+#: Up to how late (seconds) a notification may be blamed on a slow server or a tight tolerance.
+MAX_LATE_HINT = 10.0
+_NOTE_OF_STATUS = {"connecting": "on_connecting", "connected": "on_connected",
+                   "disconnected": "on_disconnected", "featureThrottled": "on_feature_throttled"}
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,39 @@ class TraceDivergence:
     expected: str
     observed: str
     line: int
+    #: What else may explain it (a timing off by more than the tolerance), or "".
+    hint: str = ""
 
     def __str__(self) -> str:
         where = f"line {self.line}, " if self.line else ""
         return (f"rule {self.rule} broken at t={self.time:.3f} s ({where}relative to the first line): "
-                f"expected {self.expected}; the trace shows {self.observed}")
+                f"expected {self.expected}; the trace shows {self.observed}"
+                + (f" ({self.hint})" if self.hint else ""))
 
 
 @dataclass(frozen=True)
 class TraceVerdict:
+    """The first divergence (None: conforms) and how much was checked: `checked_until` is the
+    time (seconds from the first line) up to which every expectation was applied, `ended`
+    whether that is the trace's end line (False: its last line; the trace may be cut short)."""
+
     divergence: TraceDivergence | None
     inputs: int
     observations: int
+    checked_until: float = 0.0
+    ended: bool = True
 
     @property
     def ok(self) -> bool:
         return self.divergence is None
+
+    @property
+    def extent(self) -> str:
+        """How far the trace was checked, in words."""
+        if self.ended:
+            return f"checked up to t={self.checked_until:.3f} s, the end line"
+        return (f"checked up to t={self.checked_until:.3f} s, the last line; add an end line "
+                f'({{"t": ..., "end": true}}) to check what the rules expect after it')
 
 
 class _Diverged(Exception):
@@ -74,13 +98,46 @@ class _Checker:
     def us(self, t: float) -> int:
         return round((t - self.origin) * US)
 
-    def fail(self, rule: str, t_us: int, expected: str, observed: str, line: int) -> None:
-        raise _Diverged(TraceDivergence(rule, t_us / US, expected, observed, line))
+    def fail(self, rule: str, t_us: int, expected: str, observed: str, line: int, hint: str = "") -> None:
+        raise _Diverged(TraceDivergence(rule, t_us / US, expected, observed, line, hint))
+
+    # Naming the rule where the oracle's own bookkeeping does not: what it would do next.
+    def upcoming(self, name: str, horizon: float = 600.0) -> Note | None:
+        """The first `name` notification the oracle expects after now (within `horizon` s, no
+        more inputs); the oracle itself is left as it was."""
+        ahead = copy.deepcopy(self.oracle, {id(self.oracle.specs): self.oracle.specs})
+        seen = len(ahead.notes)
+        ahead.advance(horizon)
+        return next((n for n in ahead.notes[seen:] if n.name == name), None)
+
+    def hint(self, expected_us: int, observed_us: int) -> str:
+        """For a notification that is right but off in time (rule D5's 0.9 s connect)."""
+        off = abs(observed_us - expected_us) / US
+        said = f"{off:.3f} s {'early' if observed_us < expected_us else 'late'}, more than the tolerance " \
+               f"{self.tol / US:g} s"
+        if observed_us < expected_us or off > MAX_LATE_HINT:
+            return said
+        return (f"{said}: a server that answers that late is declared with a server_latency input, or "
+                f"allow more with --tolerance")
 
     # Expected notifications the oracle has produced and the trace has not matched yet.
     def unmatched(self) -> list[tuple[int, str, str]]:
-        """(latest acceptable time, name, rule) of each expected notification not yet seen."""
-        return [(n.time_us + n.slack_us, n.name, n.rule) for n in self.oracle.notes[self.matched:]]
+        """(latest acceptable time, name, rule) of each expected notification not yet seen; the
+        rule is the one a missing notification breaks (`missing_rule`)."""
+        notes = self.oracle.notes
+        return [(notes[k].time_us + notes[k].slack_us, notes[k].name, self.missing_rule(k))
+                for k in range(self.matched, len(notes))]
+
+    def missing_rule(self, k: int) -> str:
+        """The rule an implementation breaks by never showing the k-th expected notification: an
+        on_connected that never comes breaks the rule that started its attempt (the preceding
+        on_connecting's: A1 for a login, M1 for connect(), D6a for a retry), not D5, which says
+        when it comes (a late one is D5's)."""
+        notes = self.oracle.notes
+        note = notes[k]
+        if note.name == "on_connected" and note.rule == "D5":
+            return next((n.rule for n in reversed(notes[:k]) if n.name == "on_connecting"), note.rule)
+        return note.rule
 
     def match_pending(self) -> None:
         """Pair observed and expected notifications in order, as far as both exist."""
@@ -90,31 +147,55 @@ class _Checker:
             early, late = note.time_us - t_obs, t_obs - note.time_us
             if note.name != obs.name or early > self.tol or late > self.tol + note.slack_us:
                 self.fail(note.rule, note.time_us, f"{note.name} at {note.time_us / US:.3f} s",
-                          f"{obs.name} at {t_obs / US:.3f} s", obs.line)
+                          f"{obs.name} at {t_obs / US:.3f} s", obs.line,
+                          self.hint(note.time_us, t_obs) if note.name == obs.name else "")
             self.pending.pop(0)
             self.matched += 1
 
-    def settle_until(self, t_us: int, line: int) -> None:
-        """Let the oracle's time reach `t_us`; anything overdue by more than the tolerance fails."""
+    def settle_until(self, t_us: int, line: int, incoming: str = "") -> None:
+        """Let the oracle's time reach `t_us`; anything overdue by more than the tolerance fails.
+        `incoming`: the notification observed at `t_us`, named when it is the overdue one, late."""
         self.oracle.advance(max(0, t_us - self.oracle.now) / US)
         self.match_pending()
-        for t_exp, name, rule in self.unmatched():
+        for k, (t_exp, name, rule) in enumerate(self.unmatched()):
             if t_exp + self.tol < t_us:
-                self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s", f"nothing by {t_us / US:.3f} s", line)
+                late = k == 0 and not self.pending and name == incoming
+                if late:
+                    rule = self.oracle.notes[self.matched].rule  # there, but late: its own rule
+                self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s",
+                          f"{name} at {t_us / US:.3f} s" if late else f"nothing by {t_us / US:.3f} s", line,
+                          self.hint(self.oracle.notes[self.matched].time_us, t_us) if late else "")
         for t_obs, obs in self.pending:
             if t_obs + self.tol < t_us:
+                early = None if obs.name == "on_connecting" else self.upcoming(obs.name)
                 if self.oracle.rejected:
                     rule = "D16"  # a socket opened with credentials the server rejected
                 elif obs.name == "on_connecting":
                     rule = "D6a"
+                elif early is not None:  # the implementation did what the rules expect later
+                    self.fail(early.rule, t_obs, f"{obs.name} at {early.time_us / US:.3f} s",
+                              f"{obs.name} at {t_obs / US:.3f} s", obs.line, self.hint(early.time_us, t_obs))
                 else:
                     rule = (self.oracle.rules_hit or ["D11"])[-1]
                 self.fail(rule, t_obs, f"no {obs.name} at {t_obs / US:.3f} s", obs.name, obs.line)
         while self.statuses and self.statuses[0][0] + self.tol < t_us:
             self.check_status(*self.statuses.pop(0))
 
+    def finish(self, end_us: int, line: int) -> None:
+        """Every expectation up to `end_us` (the end line, else the last line): each expected
+        notification due by then was seen, each observation matched and each status checked."""
+        self.settle_until(end_us, line)
+        self.oracle.advance(max(0, end_us + self.tol - self.oracle.now) / US)  # late, within tolerance
+        self.match_pending()
+        for t_exp, name, rule in self.unmatched():
+            if t_exp <= end_us:
+                self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s",
+                          f"nothing up to the trace's {'end line' if line else 'last line'} "
+                          f"(t={end_us / US:.3f} s)", line)
+        self.settle_until(end_us + self.tol + 1, line)
+
     def observe_notify(self, t_us: int, obs: Notify) -> None:
-        self.settle_until(t_us, obs.line)
+        self.settle_until(t_us, obs.line, obs.name)
         window = self.oracle.retry_window()
         if self.matched >= len(self.oracle.notes) and window is not None and \
                 obs.name in ("on_connecting", "on_connected"):
@@ -138,6 +219,11 @@ class _Checker:
         statuses |= {s for at, s in log if t_us - self.tol < at <= t_us + self.tol}
         if obs.status not in statuses:
             rule = next((n.rule for n in reversed(self.oracle.notes) if n.time_us <= t_us + self.tol), "D11")
+            early = self.upcoming(_NOTE_OF_STATUS[obs.status])
+            if "featureThrottled" in statuses | {obs.status}:
+                rule = "D12"  # throttled or not: the one rule about it
+            elif early is not None:
+                rule = early.rule  # shown before the rules allow it
             self.fail(rule, t_us, f"status {' or '.join(sorted(statuses))}", f"status {obs.status}", obs.line)
 
     def apply_input(self, t_us: int, item: Input) -> None:
@@ -168,8 +254,10 @@ class _Checker:
         o.advance(0)
 
 
-def check_trace(trace: Trace, specs: Specs, *, tolerance: float = 0.5) -> TraceVerdict:
-    """Replay `trace` against the rules; the verdict names the first rule it breaks, if any.
+def check_trace(trace: Trace, specs: Specs | None = None, *, tolerance: float = 0.5) -> TraceVerdict:
+    """Replay `trace` against the rules of `specs` (default: `load_specs()`); the verdict names
+    the first rule it breaks, if any, and how far the trace was checked (its end line, else its
+    last line).
 
     `tolerance` is in seconds, from 0 to MAX_TOLERANCE (ERR_INVALID_ARGUMENT otherwise).
     """
@@ -177,7 +265,9 @@ def check_trace(trace: Trace, specs: Specs, *, tolerance: float = 0.5) -> TraceV
             or not (math.isfinite(tolerance) and 0 <= tolerance <= MAX_TOLERANCE):
         raise BAD_ARGUMENTS.exception(f"tolerance must be from 0 to {MAX_TOLERANCE:g} seconds, "
                                       f"not {tolerance!r}")
-    checker = _Checker(trace, specs, tolerance)
+    checker = _Checker(trace, load_specs() if specs is None else specs, tolerance)
+    last = trace.items[-1].t if trace.items else 0.0
+    end = checker.us(last if trace.end is None else trace.end)
     inputs = observations = 0
     try:
         for item in trace.items:
@@ -191,11 +281,7 @@ def check_trace(trace: Trace, specs: Specs, *, tolerance: float = 0.5) -> TraceV
             else:
                 observations += 1
                 checker.observe_status(t_us, item)
-        last = checker.us(trace.items[-1].t) if trace.items else 0
-        checker.settle_until(last + checker.tol + 1, 0)
-        for t_exp, name, rule in checker.unmatched():
-            if t_exp <= last:
-                checker.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s", "nothing (the trace ends)", 0)
+        checker.finish(end, trace.end_line)
     except _Diverged as d:
-        return TraceVerdict(d.divergence, inputs, observations)
-    return TraceVerdict(None, inputs, observations)
+        return TraceVerdict(d.divergence, inputs, observations, end / US, trace.end is not None)
+    return TraceVerdict(None, inputs, observations, end / US, trace.end is not None)

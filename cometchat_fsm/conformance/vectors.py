@@ -2,7 +2,9 @@
 implementations to replay (inputs) and compare (observations) with `check-trace`.
 
 They are recorded from the Simulation: every example of specs/rules.toml that a trace can
-express, then seeded random walks until every row of the transition table has been taken.
+express, then seeded random walks until every row of the transition table has been taken. Each
+ends with the status read at its last moment and the end line (specs/trace-format.md), so that
+what the rules expect up to then (M2-1: still connected at 29.999 s) is checked.
 Generation is deterministic, so the committed files can be checked for freshness.
 """
 
@@ -81,6 +83,10 @@ def record(steps: Iterable[Step], *, mode: str, seed: int = 0, name: str = "",
             trace.items.append(Notify(t, note))
             if note in STATUS_OF_NOTIFICATION:
                 trace.items.append(Status(t, STATUS_OF_NOTIFICATION[note]))
+    end = Status(sim.now, sim.status.value)  # what the status reads when the watch ends
+    if not (trace.items and trace.items[-1] == end):
+        trace.items.append(end)
+    trace.end = sim.now  # watched up to here: every expectation up to it is checked
     rows = {k for _, k in fired if k is not None}
     return Recorded(trace, rows)
 
@@ -92,7 +98,7 @@ def _from_examples(specs: Specs) -> list[Recorded]:
             if example.init is not None:
                 init = Input(0.0, "init", {"app_id": example.init.app_id, "region": example.init.region},
                              0, ERR_CHAT_API_FAILURE if example.expect.error else None)
-                out.append(Recorded(Trace(example.mode, [init], {}, f"{rule.id}-{example.index}")))
+                out.append(Recorded(Trace(example.mode, [init], {}, f"{rule.id}-{example.index}", end=0.0)))
                 continue
             if set(example.settings) - set(SETTINGS):
                 continue  # the trace header carries only these settings; the example checks the rest

@@ -50,6 +50,10 @@ ERR_BAD_TRACE = "ERR_BAD_TRACE"  # a trace file that does not follow specs/trace
 ERR_BAD_SPECS = "ERR_BAD_SPECS"  # malformed specs/*.toml
 ERR_BAD_COMMAND = "ERR_BAD_COMMAND"  # a driver-protocol command that is not JSON or comes before init
 ERR_UNSUPPORTED = "ERR_UNSUPPORTED"  # a driver-protocol command the implementation does not support
+ERR_UNKNOWN_COMMAND = "ERR_UNKNOWN_COMMAND"  # a control-channel command the server does not know
+ERR_UNKNOWN_USER = "ERR_UNKNOWN_USER"  # a control-channel command naming a user the server lacks
+ERR_TRACE_MODE_MISMATCH = "ERR_TRACE_MODE_MISMATCH"  # a TraceRecorder of the other mode than the client's
+ERR_TRACE_CLOSED = "ERR_TRACE_CLOSED"  # a line noted after the TraceRecorder's end line
 
 #: Every error code above (a frozenset of strings).
 ERROR_CODES = frozenset({
@@ -61,6 +65,7 @@ ERROR_CODES = frozenset({
     ERR_AUTH_KEY_INVALID, ERR_AUTH_TOKEN_INVALID, ERR_UID_NOT_FOUND, ERR_TEXT_TOO_LONG, ERR_TEXT_INVALID,
     ERR_MUID_CONFLICT, ERR_SEND_FAILED,
     ERR_BAD_SCRIPT, ERR_BAD_TRACE, ERR_BAD_SPECS, ERR_BAD_COMMAND, ERR_UNSUPPORTED,
+    ERR_UNKNOWN_COMMAND, ERR_UNKNOWN_USER, ERR_TRACE_MODE_MISMATCH, ERR_TRACE_CLOSED,
 })
 
 

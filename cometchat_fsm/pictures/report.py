@@ -54,8 +54,9 @@ def replay_script(trace: Trace) -> str:
         elif value is not None:
             word += f" {format_seconds(float(value)) if isinstance(value, (int, float)) else value}"
         words.append(word)
-    end = trace.items[-1].t - origin if trace.items else 0.0
-    if end > now:  # on to the trace's last line, so that the replay shows what it shows
+    last = trace.end if trace.end is not None else trace.items[-1].t if trace.items else origin
+    end = last - origin
+    if end > now:  # on to the trace's end (line), so that the replay shows what it shows
         words.append(f"wait {format_seconds(round(end - now, 6))}")
     return "; ".join(words)
 
@@ -89,7 +90,7 @@ def _section(c: Checked, specs: Specs, k: int) -> str:
     out = [f'<section id="trace-{k}" class="{verdict.lower()}">',
            f"<h2><span class=badge>{verdict}</span> {html.escape(title)}</h2>",
            f"<p class=muted>{html.escape(c.name)}: {c.trace.mode} mode, {v.inputs} inputs, "
-           f"{v.observations} observations</p>"]
+           f"{v.observations} observations; {html.escape(v.extent)}</p>"]
     if d is not None:
         where = f", line {d.line}" if d.line else ""
         rule = f"<span class=rule-id>{html.escape(d.rule)}</span>"

@@ -346,6 +346,8 @@ class Client:
                  nursery: trio.Nursery, random: Callable[[], float] | None = None,
                  trace: TraceRecorder | None = None) -> None:
         self.app_id = app_id
+        if trace is not None:
+            trace.attach(settings.mode.value)  # a recorder of the other mode: refused at once
         self._trace = trace
         self.settings = settings
         self._connect_to = connector
@@ -1103,6 +1105,8 @@ class Client:
             self._store_quietly(lambda: self._store.save(self.app_id, place))
             self._save_place(user, place_id)
         self._closed = True
+        if self._trace is not None:
+            self._trace.close(trio.current_time())  # the end line: watched up to now
         self._listeners.clear()
         for sock, entry in self._sockets.items():
             entry.cancel()
