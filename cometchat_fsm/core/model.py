@@ -134,6 +134,9 @@ class ClientModel:
     def credentials_rejected(self) -> bool:
         return self.rejected
 
+    def awaiting_pong(self) -> bool:
+        return Timer.PONG in self.armed
+
     # --- Actions: login -----------------------------------------------------------------------
     def remember_login(self) -> None:
         self.pending_user, self.requested_user = self.requested_user, None
