@@ -707,7 +707,9 @@ class ReferenceServer:
         kind = frame["type"]
         if kind == "keepalive":
             self.stats.keepalives_answered += 1
-            conn.send({"type": "pong"})
+            if conn.live:  # D17: the answer goes ahead of everything queued for this socket
+                conn.outbox.appendleft({"type": "pong"})
+                conn.wake.set()
         elif kind == "ping":
             self.stats.pings_received += 1
         elif kind == "message":
@@ -940,16 +942,18 @@ async def _serving(host: str, port: int, auth_key: str | None, max_connections: 
 async def connect_in_memory(server: ReferenceServer, nursery: trio.Nursery, resource: str, *,
                             message_queue_size: int = 16,
                             wrap: Callable[[trio.abc.Stream], trio.abc.Stream] | None = None,
+                            streams: tuple[trio.abc.Stream, trio.abc.Stream] | None = None,
                             ) -> WebSocketConnection:
     """Open a client WebSocket to `server` over an in-memory stream pair (virtual time, no sockets).
 
     The server side runs in the server's nursery, the client's reader in `nursery`; `wrap`, if
-    given, wraps the client's end (a test's faults). Raises
+    given, wraps the client's end (a test's faults); `streams`, if given, is the (client end,
+    server end) pair to use instead of a fresh `memory_stream_pair` (a shaped link, `testing.Link`). Raises
     `trio_websocket.ConnectionRejected` for a refused handshake (404, 503) and
     `trio_websocket.HandshakeError` if the server closed the stream before answering.
     """
     client_end: trio.abc.Stream
-    client_end, server_end = trio.testing.memory_stream_pair()
+    client_end, server_end = streams if streams is not None else trio.testing.memory_stream_pair()
     if wrap is not None:
         client_end = wrap(client_end)
     server._nursery.start_soon(server.serve_stream, server_end)
