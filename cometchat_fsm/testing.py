@@ -24,12 +24,15 @@ from cometchat_fsm.trio.groups import single_exception
 
 
 class _Pipe:
-    """One direction of a `Link`: a sender's bytes take len/bytes_per_s seconds to go out (the
-    sender waits that long, as on a link with a small buffer), then arrive `latency` s later."""
+    """One direction of a `Link`: bytes go out one after another at `bytes_per_s` and arrive
+    `latency` s after they went out; a writer waits while more than `buffer_bytes` of what it
+    handed over has not gone out yet (a socket's send buffer; None: never)."""
 
-    def __init__(self, bytes_per_s: float | None, latency: float) -> None:
+    def __init__(self, bytes_per_s: float | None, latency: float, buffer_bytes: int | None) -> None:
         self.bytes_per_s = bytes_per_s
         self.latency = latency
+        self.buffer_bytes = buffer_bytes
+        self._free_at = 0.0  # when the bytes handed over so far will all have gone out
         self.dead = False  # severed: nothing more arrives, not even an end
         self.stalled = False  # the sender's writes block (a full send buffer)
         self.reader_gone = False
@@ -43,19 +46,25 @@ class _Pipe:
                 await trio.sleep_forever()
             if self.reader_gone and not self.dead:
                 raise trio.BrokenResourceError("the other end closed the link")
-            if self.bytes_per_s is not None:
-                await trio.sleep(len(data) / self.bytes_per_s)
+            now = trio.current_time()
+            if self.bytes_per_s is None:
+                gone, buffered = now, 0.0
+            else:
+                gone = self._free_at = max(now, self._free_at) + len(data) / self.bytes_per_s
+                buffered = math.inf if self.buffer_bytes is None else self.buffer_bytes / self.bytes_per_s
+            if not self.dead:  # a dead link swallows it: the sender never knows
+                self._deliver(data, gone)
+            if gone - buffered > now:
+                await trio.sleep_until(gone - buffered)
             else:
                 await trio.lowlevel.checkpoint()
-            if not self.dead:  # a dead link swallows it: the sender never knows
-                self._deliver(data)
 
     def end(self) -> None:
         if not self.dead:  # a severed link carries no FIN either
-            self._deliver(b"")
+            self._deliver(b"", max(trio.current_time(), self._free_at))
 
-    def _deliver(self, data: bytes) -> None:
-        self._chunks.append((trio.current_time() + self.latency, data))
+    def _deliver(self, data: bytes, gone: float) -> None:
+        self._chunks.append((gone + self.latency, data))
         self._arrived.unpark_all()
 
     def sever(self) -> None:
@@ -130,7 +139,11 @@ class Link:
     direction's bandwidth in bytes per second (None: unlimited); a write of n bytes holds its
     writer n / bandwidth seconds, so a server's queued frames wait behind the one being sent,
     as over a slow link with small buffers. `latency` (seconds, >= 0) is added to every byte's
-    way, each direction. Raises `CometChatException` ERR_INVALID_ARGUMENT for anything else.
+    way, each direction. `buffer_bytes` is how many bytes a writer may hand over before it waits
+    for the link, as a socket's send buffer (what is buffered goes out ahead of anything written
+    later); None (the default) never makes it wait, like a large buffer: a server's frames then
+    all queue on the link at once. Raises `CometChatException` ERR_INVALID_ARGUMENT for
+    anything else.
 
     `sever()` makes the connections open now silently dead, as when a phone's NAT entry
     expires (D21): from then on nothing arrives either way, not even a close or an end of
@@ -139,21 +152,26 @@ class Link:
     """
 
     def __init__(self, down_bytes_per_s: float | None = None, up_bytes_per_s: float | None = None,
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, *, buffer_bytes: int | None = None) -> None:
         self.down_bytes_per_s = _rate(down_bytes_per_s, "down_bytes_per_s")
         self.up_bytes_per_s = _rate(up_bytes_per_s, "up_bytes_per_s")
         if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency) \
                 or latency < 0:
             raise errors.BAD_ARGUMENTS.exception(f"latency must be a number of seconds >= 0, not {latency!r}")
         self.latency = float(latency)
+        if buffer_bytes is not None and (isinstance(buffer_bytes, bool) or not isinstance(buffer_bytes, int)
+                                         or buffer_bytes < 0):
+            raise errors.BAD_ARGUMENTS.exception(f"buffer_bytes must be a whole number >= 0 or None, "
+                                                 f"not {buffer_bytes!r}")
+        self.buffer_bytes = buffer_bytes
         #: How many connections have gone over this link.
         self.opened = 0
         self._open: list[tuple[_Pipe, _Pipe]] = []  # (down, up) of the connections not severed
 
     def streams(self) -> tuple[trio.abc.Stream, trio.abc.Stream]:
         """A new connection over this link: (the client's end, the server's end)."""
-        down = _Pipe(self.down_bytes_per_s, self.latency)
-        up = _Pipe(self.up_bytes_per_s, self.latency)
+        down = _Pipe(self.down_bytes_per_s, self.latency, self.buffer_bytes)
+        up = _Pipe(self.up_bytes_per_s, self.latency, self.buffer_bytes)
         self._open.append((down, up))
         self.opened += 1
         return _LinkEnd(up, down), _LinkEnd(down, up)
