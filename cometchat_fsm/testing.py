@@ -2,102 +2,203 @@
 
 With `memory_connector(server)` the live client talks to the server over in-memory streams:
 no sockets, so `trio.testing.MockClock(autojump_threshold=0)` can run hours of keep-alives,
-windows and backoffs in milliseconds without racing real I/O.
+windows and backoffs in milliseconds without racing real I/O. A `Link` shapes those streams
+(bandwidth, latency) and kills them silently (`sever`), so an app can be tested on a slow or
+dying network the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import math
+from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 import trio_websocket
 
+from cometchat_fsm.core import errors
 from cometchat_fsm.server.reference import ReferenceServer, connect_in_memory
 from cometchat_fsm.trio.client import Connector
 from cometchat_fsm.trio.groups import single_exception
 
 
-class DeadLink(trio.abc.Stream):
-    """A client's end of an in-memory link that a test can make silently dead (D21), as when a
-    phone's NAT entry expires: `kill()` drops everything either way from then on, and neither end
-    ever learns of it from the link (no close, no reset: only silence). `kill(to_server=False)`
-    kills only the way to the client (D20: the server stores a message, its answer is lost)."""
+class _Pipe:
+    """One direction of a `Link`: bytes go out one after another at `bytes_per_s` and arrive
+    `latency` s after they went out; a writer waits while more than `buffer_bytes` of what it
+    handed over has not gone out yet (a socket's send buffer; None: never)."""
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
-        self.deaf = False  # nothing from the server reaches the client
-        self.mute = False  # nothing from the client reaches the server
-        self.stalled = False  # the client's writes block (a full send buffer), until it closes
+    def __init__(self, bytes_per_s: float | None, latency: float, buffer_bytes: int | None) -> None:
+        self.bytes_per_s = bytes_per_s
+        self.latency = latency
+        self.buffer_bytes = buffer_bytes
+        self._free_at = 0.0  # when the bytes handed over so far will all have gone out
+        self.dead = False  # severed: nothing more arrives, not even an end
+        self.stalled = False  # the sender's writes block (a full send buffer)
+        self.reader_gone = False
+        self._chunks: deque[tuple[float, bytes]] = deque()  # (arrival time, data); b"": the end
+        self._arrived = trio.lowlevel.ParkingLot()
+        self._sending = trio.Lock()
 
-    @property
-    def dead(self) -> bool:
-        """True once the link is dead both ways (`kill()`)."""
-        return self.deaf and self.mute
+    async def send(self, data: bytes) -> None:
+        async with self._sending:  # one write after another, in order
+            if self.stalled:
+                await trio.sleep_forever()
+            if self.reader_gone and not self.dead:
+                raise trio.BrokenResourceError("the other end closed the link")
+            now = trio.current_time()
+            if self.bytes_per_s is None:
+                gone, buffered = now, 0.0
+            else:
+                gone = self._free_at = max(now, self._free_at) + len(data) / self.bytes_per_s
+                buffered = math.inf if self.buffer_bytes is None else self.buffer_bytes / self.bytes_per_s
+            if not self.dead:  # a dead link swallows it: the sender never knows
+                self._deliver(data, gone)
+            if gone - buffered > now:
+                await trio.sleep_until(gone - buffered)
+            else:
+                await trio.lowlevel.checkpoint()
 
-    def kill(self, *, to_client: bool = True, to_server: bool = True) -> None:
-        """From now on drop what goes to the client (`to_client`) and/or to the server (`to_server`), silently
-        (D20, D21)."""
-        self.deaf |= to_client
-        self.mute |= to_server
+    def end(self) -> None:
+        if not self.dead:  # a severed link carries no FIN either
+            self._deliver(b"", max(trio.current_time(), self._free_at))
+
+    def _deliver(self, data: bytes, gone: float) -> None:
+        self._chunks.append((gone + self.latency, data))
+        self._arrived.unpark_all()
+
+    def sever(self) -> None:
+        self.dead = True
+        self._chunks.clear()
+        self._arrived.unpark_all()
+
+    async def receive(self, max_bytes: int | None) -> bytes:
+        while True:
+            if self.dead:
+                await trio.sleep_forever()
+            if not self._chunks:
+                await self._arrived.park()
+                continue
+            due, data = self._chunks[0]
+            if due > trio.current_time():
+                await trio.sleep_until(due)
+                continue
+            if not data:
+                return b""  # the end stays, so every later read sees it too
+            if max_bytes is not None and len(data) > max_bytes:
+                self._chunks[0] = (due, data[max_bytes:])
+                return data[:max_bytes]
+            self._chunks.popleft()
+            return data
+
+
+class _LinkEnd(trio.abc.Stream):
+    """One end of a `Link` connection: writes go into `out`, reads come from `into`."""
+
+    def __init__(self, out: _Pipe, into: _Pipe) -> None:
+        self._out, self._in = out, into
+        self._closed = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self.stalled:
-            await trio.sleep_forever()
-        if not self.mute:
-            await self._stream.send_all(data)
+        if self._closed:
+            raise trio.ClosedResourceError("this end of the link is closed")
+        await self._out.send(bytes(data))
 
     async def wait_send_all_might_not_block(self) -> None:
-        if not self.mute:
-            await self._stream.wait_send_all_might_not_block()
+        await trio.lowlevel.checkpoint()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        while not self.deaf:
-            data = await self._stream.receive_some(max_bytes)
-            if not self.deaf:
-                return data
-        await trio.sleep_forever()  # a dead link delivers nothing, not even an end
-        raise AssertionError("unreachable")
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closed:
+            raise trio.ClosedResourceError("this end of the link is closed")
+        return await self._in.receive(max_bytes)
 
     async def aclose(self) -> None:
-        if not self.mute:  # the server never hears of a close over a link dead its way
-            await self._stream.aclose()
+        if not self._closed:
+            self._closed = True
+            self._out.end()
+            self._in.reader_gone = True
+        await trio.lowlevel.checkpoint()
 
 
-class DeadLinks:
-    """The links of `connector(server)`: `kill()` makes every open one silently dead (D21)."""
+def _rate(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise errors.BAD_ARGUMENTS.exception(f"{name} must be a number of bytes per second above 0, "
+                                             f"or None (unlimited), not {value!r}")
+    return float(value)
 
-    def __init__(self) -> None:
-        self.links: list[DeadLink] = []
 
-    def _wrap(self, stream: trio.abc.Stream) -> trio.abc.Stream:
-        link = DeadLink(stream)
-        self.links.append(link)
-        return link
+class Link:
+    """The network between a client and the reference server, in virtual time (trio's clock,
+    e.g. `trio.testing.MockClock(autojump_threshold=0)`): pass it as
+    `memory_connector(server, link=link)`; every connection the client opens goes over it.
 
-    def connector(self, server: ReferenceServer) -> Connector:
-        """A connector for `open_client(..., connector=...)` reaching `server` in memory, whose links this
-        object can kill or stall."""
-        return memory_connector(server, wrap=self._wrap)
+    `down_bytes_per_s` (server to client) and `up_bytes_per_s` (client to server) are each
+    direction's bandwidth in bytes per second (None: unlimited); a write of n bytes holds its
+    writer n / bandwidth seconds, so a server's queued frames wait behind the one being sent,
+    as over a slow link with small buffers. `latency` (seconds, >= 0) is added to every byte's
+    way, each direction. `buffer_bytes` is how many bytes a writer may hand over before it waits
+    for the link, as a socket's send buffer (what is buffered goes out ahead of anything written
+    later); None (the default) never makes it wait, like a large buffer: a server's frames then
+    all queue on the link at once. Raises `CometChatException` ERR_INVALID_ARGUMENT for
+    anything else.
+
+    `sever()` makes the connections open now silently dead, as when a phone's NAT entry
+    expires (D21): from then on nothing arrives either way, not even a close or an end of
+    stream, and neither end learns of it from the link; connections opened later work.
+    `stall()` makes the client's writes on the open connections block (a full send buffer).
+    """
+
+    def __init__(self, down_bytes_per_s: float | None = None, up_bytes_per_s: float | None = None,
+                 latency: float = 0.0, *, buffer_bytes: int | None = None) -> None:
+        self.down_bytes_per_s = _rate(down_bytes_per_s, "down_bytes_per_s")
+        self.up_bytes_per_s = _rate(up_bytes_per_s, "up_bytes_per_s")
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency) \
+                or latency < 0:
+            raise errors.BAD_ARGUMENTS.exception(f"latency must be a number of seconds >= 0, not {latency!r}")
+        self.latency = float(latency)
+        if buffer_bytes is not None and (isinstance(buffer_bytes, bool) or not isinstance(buffer_bytes, int)
+                                         or buffer_bytes < 0):
+            raise errors.BAD_ARGUMENTS.exception(f"buffer_bytes must be a whole number >= 0 or None, "
+                                                 f"not {buffer_bytes!r}")
+        self.buffer_bytes = buffer_bytes
+        #: How many connections have gone over this link.
+        self.opened = 0
+        self._open: list[tuple[_Pipe, _Pipe]] = []  # (down, up) of the connections not severed
+
+    def streams(self) -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        """A new connection over this link: (the client's end, the server's end)."""
+        down = _Pipe(self.down_bytes_per_s, self.latency, self.buffer_bytes)
+        up = _Pipe(self.up_bytes_per_s, self.latency, self.buffer_bytes)
+        self._open.append((down, up))
+        self.opened += 1
+        return _LinkEnd(up, down), _LinkEnd(down, up)
+
+    def sever(self, *, to_client: bool = True, to_server: bool = True) -> int:
+        """Make the connections opened so far silently dead (both ways, or only the way named:
+        `to_server=False` keeps the client's frames reaching the server, D20); return how many.
+        Later connections work."""
+        pipes, self._open = self._open, []
+        for down, up in pipes:
+            if to_client:
+                down.sever()
+            if to_server:
+                up.sever()
+        return len(pipes)
 
     def stall(self) -> int:
-        """Make the client's writes on the links opened so far block; return how many."""
-        for link in self.links:
-            link.stalled = True
-        return len(self.links)
-
-    def kill(self, *, to_client: bool = True, to_server: bool = True) -> int:
-        """Kill (both ways, or one) the links opened so far; return how many. Later links work."""
-        links, self.links = self.links, []
-        for link in links:
-            link.kill(to_client=to_client, to_server=to_server)
-        return len(links)
+        """Make the client's writes on the connections opened so far block; return how many."""
+        for _, up in self._open:
+            up.stalled = True
+        return len(self._open)
 
 
-def memory_connector(server: ReferenceServer, *,
-                     wrap: Callable[[trio.abc.Stream], trio.abc.Stream] | None = None) -> Connector:
-    """A connector for `open_client(..., connector=...)` that reaches `server` in memory
-    (`wrap`: a wrapper for the client's end of each link, e.g. `DeadLinks`)."""
+def memory_connector(server: ReferenceServer, *, link: Link | None = None) -> Connector:
+    """A connector for `open_client(..., connector=...)` that reaches `server` in memory: with no
+    `link`, instantly and for good; with one, over its bandwidth and latency, and `link.sever()`
+    kills the connections open at that moment."""
 
     @asynccontextmanager
     async def connect(resource: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
@@ -110,7 +211,8 @@ def memory_connector(server: ReferenceServer, *,
     @asynccontextmanager
     async def _connected(resource: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
         async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(server, nursery, resource, wrap=wrap)
+            streams = link.streams() if link is not None else None
+            ws = await connect_in_memory(server, nursery, resource, streams=streams)
             try:
                 yield ws
             finally:

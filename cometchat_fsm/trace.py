@@ -44,6 +44,7 @@ INPUTS: dict[str, dict[str, tuple[type, ...]]] = {
     "server_overloaded": {"retry_after": (int, float, type(None))},
     "server_flap": {"seconds": (int, float, type(None))},
     "server_refuse_login": {"flag": (bool,)},
+    "server_busy": {"seconds": (int, float, type(None))},
 }
 STATUSES = ("connecting", "connected", "disconnected", "featureThrottled")
 NOTIFICATIONS = ("on_connecting", "on_connected", "on_disconnected", "on_feature_throttled",

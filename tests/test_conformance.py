@@ -86,6 +86,10 @@ FAILURE_RULE_MUTANTS: dict[str, list[tuple[str, list[Row]]]] = {
               for r in TABLE])],
     "D15": [("rows removed", _without("D15")), ("give-up not said", _dropping("give_up"))],
     "D16": [("rows removed", _without("D16")), ("credentials kept", _dropping("reject_credentials"))],
+    "D17": [("rows removed", _without("D17")),
+            ("a frame counts only when no answer is awaited",
+             [dataclasses.replace(r, when=("not awaiting_pong",)) if r.trigger == "frame_received" else r
+              for r in TABLE])],
     "D18": [("rows removed", _without("D18")), ("hint unbounded", _dropping("bound_retry_after"))],
 }
 

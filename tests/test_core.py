@@ -18,6 +18,7 @@ from cometchat_fsm.core.effects import (
     DeleteSession,
     Notify,
     OpenSocket,
+    SendKeepAlive,
     StartTimer,
     StoreSession,
 )
@@ -26,6 +27,7 @@ from cometchat_fsm.core.events import (
     AuthRejected,
     Disconnect,
     EnterBackground,
+    FrameReceived,
     Login,
     LoginVerified,
     Logout,
@@ -98,6 +100,18 @@ def test_auth_accepted_connects_and_arms_the_keepalive() -> None:
     assert effects[-1] == Notify("on_connected")
 
 
+def test_d17_a_frame_while_a_keepalive_answer_is_pending_is_that_answer() -> None:
+    m = connected(AUTO)
+    sock = m.socket
+    assert sock is not None
+    assert m.handle(FrameReceived(sock)) == []  # no keep-alive pending: nothing to answer
+    assert m.handle(TimerFired(Timer.KEEPALIVE)) == [SendKeepAlive(sock), StartTimer(Timer.PONG, 3.0)]
+    assert m.handle(FrameReceived(sock + 1)) == []  # not this socket's
+    assert m.handle(FrameReceived(sock)) == [CancelTimer(Timer.PONG), StartTimer(Timer.KEEPALIVE, 15.0)]
+    assert m.handle(TimerFired(Timer.PONG)) == []  # the 3 s wait is over: nothing is lost
+    assert m.phase is P.CONNECTED
+
+
 def test_a_late_outcome_of_a_closed_socket_changes_nothing() -> None:
     m = connected(AUTO)
     old = m.socket
@@ -107,6 +121,7 @@ def test_a_late_outcome_of_a_closed_socket_changes_nothing() -> None:
     assert m.phase is P.CONNECTING and m.socket != old
     assert m.handle(AuthAccepted(old)) == []
     assert m.handle(PongReceived(old)) == []
+    assert m.handle(FrameReceived(old)) == []
     assert m.phase is P.CONNECTING
 
 

@@ -28,7 +28,7 @@ from cometchat_fsm import (
 )
 from cometchat_fsm.core.errors import SendFailed
 from cometchat_fsm.server.reference import ReferenceServer
-from cometchat_fsm.testing import DeadLinks, memory_connector
+from cometchat_fsm.testing import Link, memory_connector
 from cometchat_fsm.trio.client import Client, Connector
 
 AUTO = AppSettings(region="eu")
@@ -149,10 +149,10 @@ async def test_d20_resends_with_one_muid_reach_the_receiver_once(
     """The link dies right after the server stored alice's message: her send fails (the keep-alive
     finds the link dead) saying the server may have it; she sends again with the error's muid,
     several times over dead links: bob has one copy, and every answer names the same id."""
-    links = DeadLinks()
+    links = Link()
     with trio.fail_after(BOUND):
         async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
-                client(server, tmp_path / "a", connector=links.connector(server)) as alice, \
+                client(server, tmp_path / "a", connector=memory_connector(server, link=links)) as alice, \
                 client(server, tmp_path / "b") as bob:
             await alice.login("alice", auth_key=server.auth_key)
             await bob.login("bob", auth_key=server.auth_key)
@@ -162,7 +162,7 @@ async def test_d20_resends_with_one_muid_reach_the_receiver_once(
                 relay(conn, frame)  # stored (or found stored) and answered ...
                 relayed.append(frame)
                 if len(relayed) <= 3:
-                    links.kill()  # ... but the link to alice dies before the answer gets through
+                    links.sever()  # ... but the link to alice dies before the answer gets through
 
             server._relay = relay_then_die  # type: ignore[method-assign]
             reader = Reader(bob)
@@ -222,13 +222,13 @@ async def test_d20_a_call_waiting_on_a_socket_that_closes_fails_at_once(
     """A send (or history request) in flight when `network_lost()` arrives 0.5 s later fails
     within 0.1 s of virtual time, not after its 10 s timeout; the send's error says the server
     may have the message and that resending with the same muid is safe."""
-    links = DeadLinks()
+    links = Link()
     with trio.fail_after(BOUND):
         async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
-                client(server, tmp_path, connector=links.connector(server)) as alice:
+                client(server, tmp_path, connector=memory_connector(server, link=links)) as alice:
             await alice.login("alice", auth_key=server.auth_key)
             await settle()
-            links.kill()  # nothing will answer
+            links.sever()  # nothing will answer
 
             lost_at: list[float] = []
 
@@ -260,10 +260,10 @@ async def test_d20_a_send_that_never_left_says_so(
     """Two sends in flight on a link whose writes block: the first frame is being written (the
     server may have it), the second never left the client; the close fails both at once, each
     saying which (`may_be_stored`), and sending both again with their muids stores each once."""
-    links = DeadLinks()
+    links = Link()
     with trio.fail_after(BOUND):
         async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
-                client(server, tmp_path, connector=links.connector(server)) as alice:
+                client(server, tmp_path, connector=memory_connector(server, link=links)) as alice:
             await alice.login("alice", auth_key=server.auth_key)
             await settle()
             links.stall()
@@ -349,16 +349,16 @@ async def test_d21_the_server_cuts_a_socket_that_went_silently_dead(
     keep-alive and reconnects; the server cuts the dead socket, so its count for alice is back to 1
     within 33 s of the link dying, and no more messages are relayed to it. A live but quiet
     connection (keep-alives only) is never cut."""
-    links = DeadLinks()
+    links = Link()
     with trio.fail_after(BOUND):
         async with serve_reference(users=("alice", "bob"), clock=trio.current_time) as server, \
-                client(server, tmp_path, connector=links.connector(server)) as alice:
+                client(server, tmp_path, connector=memory_connector(server, link=links)) as alice:
             await alice.login("alice", auth_key=server.auth_key)
             await trio.sleep(200)  # quiet but alive: the keep-alive every 15 s keeps it
             assert server.open_sockets("alice") == 1 and server.stats.idle_closed == 0
             await trio.sleep(7.5)  # half-way between two keep-alives
             died = trio.current_time()
-            links.kill()
+            links.sever()
             await until(lambda: server.stats.auths_ok == 2)  # the client reconnected ...
             assert server.open_sockets("alice") == 2  # ... while the server still counts the dead one
             await until(lambda: server.open_sockets("alice") == 1)

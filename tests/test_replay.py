@@ -40,7 +40,7 @@ from cometchat_fsm import (
 )
 from cometchat_fsm.server.history import IN_MEMORY, History, ReplayPlan, StoredMessage
 from cometchat_fsm.server.reference import ReferenceServer
-from cometchat_fsm.testing import DeadLinks, memory_connector
+from cometchat_fsm.testing import Link, memory_connector
 from cometchat_fsm.trio.client import Client, Connector
 
 AUTO = AppSettings(region="eu")
@@ -379,7 +379,7 @@ WINDOWS = {
 async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retention, seed: int,
                  stats: Counter[str]) -> Outcome:
     out = Outcome()
-    links = DeadLinks()
+    links = Link()
     reading = [trio.Event()]
     reading[0].set()
     failed: list[tuple[str, str]] = []  # (sender, muid) of the app's failed sends: "resend" retries
@@ -398,7 +398,8 @@ async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retenti
             async def launch() -> Client:
                 """The app starts (again): a client restored from the store, reading messages()."""
                 bob = await running.enter_async_context(open_client(
-                    "app", app, url=server.url, store=Path(tmp), connector=links.connector(server),
+                    "app", app, url=server.url, store=Path(tmp),
+                    connector=memory_connector(server, link=links),
                     random=random.Random(seed).random, listeners={"gaps": Gaps()}))
                 tasks = await running.enter_async_context(trio.open_nursery())
                 running.callback(tasks.cancel_scope.cancel)
@@ -494,14 +495,14 @@ async def _drive(app: AppSettings, steps: list[tuple[str, int]], window: Retenti
                     n += 1
                     if arg == 1:
                         await trio.lowlevel.checkpoint()
-                        links.kill(to_server=False)
+                        links.sever(to_server=False)
                 elif name == "resend":  # the current user's failed sends, with their muids
                     again = [muid for sender, muid in failed if sender == user[0]]
                     failed[:] = [(sender, muid) for sender, muid in failed if sender != user[0]]
                     for muid in again:
                         holder[-1].start_soon(app_send, muid)
                 elif name == "dead_link":
-                    links.kill(to_server=arg == 0)
+                    links.sever(to_server=arg == 0)
                 else:
                     calls: dict[str, Callable[[], Awaitable[object] | None]] = {
                         "background": bob.enter_background, "foreground": bob.enter_foreground,

@@ -61,6 +61,7 @@ NEEDS_INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
     "P1": (("background",), "needs the app's background signal"),
     "L2": (("restart",), "needs an app restart with the stored session"),
     "D12": (("throttle",), "needs the server's throttle fault"),
+    "D17": (("busy",), "needs the busy-link fault"),
 }
 #: Rules that cannot be checked without an observable: (observable, why).
 NEEDS_OBSERVABLE: dict[str, tuple[str, str]] = {

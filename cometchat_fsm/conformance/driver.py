@@ -35,7 +35,7 @@ REQUIRED = frozenset({"login", "logout", "connect", "disconnect", "advance"})
 #: Every input command, by the name of the stateful rule that draws it ("wait" is `advance`).
 INPUTS = ("login", "logout", "connect", "disconnect", "ping", "background", "foreground", "offline",
           "online", "restart", "advance", "drop", "silent", "reject", "throttle", "latency", "overload",
-          "flap", "refuse")
+          "flap", "refuse", "busy")
 #: What a driver may report besides notifications and status (declared in `observes`).
 OBSERVABLES = ("results", "errors", "user", "stored", "sockets")
 STATUSES = frozenset(s.value for s in ConnectionStatus)
@@ -82,8 +82,8 @@ def step_command(step: Step) -> dict[str, Any]:
         return {"cmd": "latency", "seconds": arg}
     if word == "overload":
         return {"cmd": "overload", "retry_after": arg}
-    if word == "flap":
-        return {"cmd": "flap", "seconds": arg}
+    if word in ("flap", "busy"):
+        return {"cmd": word, "seconds": arg}
     return {"cmd": word}
 
 
@@ -364,6 +364,9 @@ class DriverSubject:
 
     def server_flap(self, seconds: float | None) -> None:
         self._send({"cmd": "flap", "seconds": seconds})
+
+    def server_busy(self, seconds: float | None) -> None:
+        self._send({"cmd": "busy", "seconds": seconds})
 
     def server_refuse_login(self, flag: bool) -> None:
         self._send({"cmd": "refuse", "on": flag})

@@ -33,6 +33,7 @@ from cometchat_fsm.core.events import (
     EnterBackground,
     EnterForeground,
     Event,
+    FrameReceived,
     Login,
     LoginFailed,
     LoginVerified,
@@ -70,7 +71,8 @@ APP_CALLS: tuple[Event, ...] = (
     Logout(), Connect(), Disconnect(), Ping(), SessionRenewed(),
 )
 PLATFORM: tuple[Event, ...] = (EnterBackground(), EnterForeground(), NetworkLost(), NetworkRestored())
-SOCKET_OUTCOMES = (AuthAccepted, AuthRejected, SocketClosed, PongReceived, ThrottleStarted, ThrottleLifted)
+SOCKET_OUTCOMES = (AuthAccepted, AuthRejected, SocketClosed, PongReceived, FrameReceived, ThrottleStarted,
+                   ThrottleLifted)
 #: Where each timer may be armed; anywhere else it is an orphan (and would fire into nothing).
 TIMER_PHASES: dict[Timer, frozenset[Phase]] = {
     Timer.WINDOW: WANTS_CONNECTION,

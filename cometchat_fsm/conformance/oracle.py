@@ -27,8 +27,8 @@ US = 1_000_000
 #: Every rule the oracle applies by name (the one a divergence blames). A test keeps this equal to
 #: the rule IDs written in this module; docs/rules.md lists the oracle under each of them.
 APPLIED_RULES = frozenset((
-    "L1 L2 L3 A1 A2 A3 M1 M2 M3 M4 M5 E1 E2 D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 D14 D15 D16 D18"
-    " P1 P2"
+    "L1 L2 L3 A1 A2 A3 M1 M2 M3 M4 M5 E1 E2 D1 D2 D3 D4 D5 D6 D6a D6b D7 D8 D9 D10 D11 D12 D14 D15 D16 D17"
+    " D18 P1 P2"
 ).split())
 
 
@@ -60,6 +60,7 @@ class OracleServer:
     silent: bool = False  # the current socket is half-open
     flap_us: int | None = None  # drops each socket this long after accepting it
     refuse_login: bool = False
+    busy_us: int | None = None  # keep-alive answers arrive this late, behind other frames (D17)
 
 
 @dataclass
@@ -458,6 +459,25 @@ class Oracle:
     def server_refuse_login(self, flag: bool) -> None:
         self.server.refuse_login = flag
 
+    # --- D17: a busy link is alive ----------------------------------------------------------------
+    def server_busy(self, seconds: float | None) -> None:
+        """The link is busy: each keep-alive's answer comes `seconds` late, behind a frame of data
+        that arrives after the latency."""
+        self.server.busy_us = None if seconds is None else round(seconds * US)
+
+    def _answer_keepalive(self) -> None:
+        """The server's side of a keep-alive: on a busy link data arrives first, the answer behind it."""
+        if self.server.busy_us is not None:
+            self._schedule(self.server.latency_us, "frame")
+        self._schedule(self.server.latency_us + (self.server.busy_us or 0), "pong")
+
+    def _frame(self) -> None:
+        """D17: while connected, any frame from the server answers a pending keep-alive."""
+        if self.socket_up and not self.server.silent and "pong" in self.deadlines:
+            self._disarm("pong")
+            self._arm("keepalive", self.keepalive_us)
+            self.hit("D17")
+
     def fire_retry_now(self) -> bool:
         """Start the pending retry at this instant (an implementation drew a shorter delay than
         the largest allowed); False when no retry is pending."""
@@ -526,6 +546,8 @@ class Oracle:
         elif kind == "flap":
             if self.socket_up and self.server.flap_us is not None:
                 self._lost("D14")  # the flapping server drops it
+        elif kind == "frame":
+            self._frame()
         elif kind == "pong":
             if self.socket_up and not self.server.silent:
                 self._disarm("pong")
@@ -549,7 +571,7 @@ class Oracle:
             self.hit("D6")
         elif timer == "keepalive":
             if not self.server.silent:
-                self._schedule(self.server.latency_us, "pong")
+                self._answer_keepalive()
             self._arm("pong", self.pong_us)
             self.hit("D7")
         elif timer == "pong":

@@ -40,6 +40,8 @@ HINTS = st.sampled_from((None, None, 0.5, 5.0, 40.0))
 ORACLE_HINTS = st.one_of(HINTS, st.just(1_000_000.0))
 #: How long a flapping server keeps each accepted socket: either side of stable_after (D14).
 FLAPS = st.sampled_from((None, None, 0.05, 1.0, 9.999, 10.0))
+#: How late a busy link brings a keep-alive's answer: either side of the 3 s pong timeout (D17).
+BUSY = st.sampled_from((None, None, 2.0, 4.0, 20.0))
 
 
 class Divergence(AssertionError):
@@ -253,6 +255,11 @@ class LifecycleConformance(RuleBasedStateMachine):
     def flap(self, seconds: float | None, pause: float) -> None:
         self._do(pause, Step("flap", seconds), lambda s: s.server_flap(seconds),
                  lambda o: o.server_flap(seconds))
+
+    @rule(seconds=BUSY, pause=PAUSES)
+    def busy(self, seconds: float | None, pause: float) -> None:
+        self._do(pause, Step("busy", seconds), lambda s: s.server_busy(seconds),
+                 lambda o: o.server_busy(seconds))
 
     @rule(flag=st.booleans(), pause=PAUSES)
     def refuse(self, flag: bool, pause: float) -> None:

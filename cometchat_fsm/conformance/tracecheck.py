@@ -244,6 +244,8 @@ class _Checker:
             "server_flap": lambda: o.server_flap(
                 None if item.args["seconds"] is None else float(item.args["seconds"])),
             "server_refuse_login": lambda: o.server_refuse_login(bool(item.args["flag"])),
+            "server_busy": lambda: o.server_busy(
+                None if item.args["seconds"] is None else float(item.args["seconds"])),
         }
         expected = calls[item.name]()
         code = getattr(expected, "error_code", None)

@@ -36,6 +36,7 @@ INPUT_OF_WORD: dict[str, tuple[str, str | None]] = {
     "reject": ("server_reject_auth", "flag"), "throttle": ("server_throttle", "flag"),
     "latency": ("server_latency", "seconds"), "overload": ("server_overloaded", "retry_after"),
     "flap": ("server_flap", "seconds"), "refuse": ("server_refuse_login", "flag"),
+    "busy": ("server_busy", "seconds"),
 }
 WALK_WORDS = ("login alice", "login bob", "logout", "connect", "disconnect", "ping", "background",
               "foreground", "offline", "online", "restart", "drop", "silent", "reject on", "reject off",

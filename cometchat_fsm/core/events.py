@@ -132,6 +132,15 @@ class PongReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameReceived:
+    """A frame of any kind (a message, a relay, a replayed batch) arrived from the server on
+    `socket`. While connected with a keep-alive answer pending, it counts as that answer (D17):
+    a link busy carrying data is alive. A driver feeds it for every frame it reads."""
+
+    socket: int
+
+
+@dataclass(frozen=True, slots=True)
 class ThrottleStarted:
     """The server throttles the features of the live `socket` (D12)."""
 
@@ -155,7 +164,8 @@ class TimerFired:
 Event = (
     Login | LoginVerified | LoginFailed | SessionRenewed | SessionRestored | Logout | Connect | Disconnect
     | Ping    | EnterBackground | EnterForeground | NetworkLost | NetworkRestored
-    | AuthAccepted | AuthRejected | SocketClosed | PongReceived | ThrottleStarted | ThrottleLifted
-    | TimerFired
+    | AuthAccepted | AuthRejected | SocketClosed | PongReceived | FrameReceived | ThrottleStarted
+    | ThrottleLifted | TimerFired
 )
-SOCKET_EVENTS = (AuthAccepted, AuthRejected, SocketClosed, PongReceived, ThrottleStarted, ThrottleLifted)
+SOCKET_EVENTS = (AuthAccepted, AuthRejected, SocketClosed, PongReceived, FrameReceived, ThrottleStarted,
+                 ThrottleLifted)

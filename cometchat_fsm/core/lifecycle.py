@@ -12,7 +12,8 @@ Status notifications are not in the table. The status is a function of the phase
 
 Conditions: `auto` / `manual` (the mode), `foreground` / `background` (app state),
 `network_up` (platform says online), `retries_left` (D6's optional maximum, D15),
-`credentials_rejected` (the server rejected this login's authentication, D16).
+`credentials_rejected` (the server rejected this login's authentication, D16),
+`awaiting_pong` (a keep-alive was sent and its answer has not come yet, D7, D17).
 A condition written `"not x"` (`~x` in `row`) holds when `x` does not.
 
 Rule IDs are those of specs/rules.toml (docs/rules.md lists each rule and where it is checked);
@@ -36,6 +37,7 @@ from cometchat_fsm.core.events import (
     EnterBackground,
     EnterForeground,
     Event,
+    FrameReceived,
     Login,
     LoginFailed,
     LoginVerified,
@@ -165,6 +167,8 @@ TABLE: tuple[Row, ...] = (
     row("throttle_started", P.CONNECTED, P.THROTTLED, rules="D12"),
     row("throttle_lifted", P.THROTTLED, P.CONNECTED, rules="D12"),
     row("pong_received", CONNECTED, None, do="take_pong", rules="D7"),
+    # Any frame from the server while a keep-alive answer is pending is that answer (D17).
+    row("frame_received", CONNECTED, None, when="awaiting_pong", do="take_pong", rules="D17 D7"),
     # --- Timers firing -------------------------------------------------------------------------
     row("window_expired", WANTING, P.IDLE, do=SETTLE, rules="M2 M5 D2"),
     row("retry_due", WAITING, P.CONNECTING, do="open_socket", rules="D6 D6b"),
@@ -360,6 +364,7 @@ ROUTES: dict[type, Route] = {
     AuthRejected: _from_socket("auth_rejected"),
     SocketClosed: _from_socket("socket_closed"),
     PongReceived: _from_socket("pong_received"),
+    FrameReceived: _from_socket("frame_received"),
     ThrottleStarted: _from_socket("throttle_started"),
     ThrottleLifted: _from_socket("throttle_lifted"),
     TimerFired: _timer,

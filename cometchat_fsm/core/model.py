@@ -143,6 +143,11 @@ class ClientModel:
         """Condition: the server rejected this login's credentials (D16): no socket until a new login."""
         return self.rejected
 
+    def awaiting_pong(self) -> bool:
+        """Condition: a keep-alive's answer is awaited (the PONG timer is armed), so a frame from
+        the server answers it (D17)."""
+        return Timer.PONG in self.armed
+
     # --- Actions: login -----------------------------------------------------------------------
     def remember_login(self) -> None:
         """Action: the login just asked for is now the pending one (D10)."""

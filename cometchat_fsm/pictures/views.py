@@ -148,13 +148,14 @@ BACKGROUND = View(
     topic="the background window")
 
 RETRIES = View(
-    "retries", "Retries and backoff: lost or failed connections and the network (D6, D6a, D6b, D7, P2)",
+    "retries", "Retries and backoff: lost or failed connections and the network (D6, D6a, D6b, D7, D17, P2)",
     (_n("offline", "offline"), _n("connecting", "connecting"),
      _n("live", "connected or throttled", P.CONNECTED, P.THROTTLED),
      _n("reconnect_wait", "reconnect_wait"), _n("retry_wait", "retry_wait"), _n("idle", "idle")),
     (_box("waiting", "retry pending", "reconnect_wait", "retry_wait"),),
     _triggers("auth_accepted", "auth_rejected", "socket_closed", "attempt_timed_out", "pong_overdue",
-              "retry_due", "network_lost", "network_restored", "keepalive_due", "pong_received"),
+              "retry_due", "network_lost", "network_restored", "keepalive_due", "pong_received",
+              "frame_received"),
     detail=True,
     notes=(f"schedule_retry: retry_due after a delay drawn in [0, min({_S.backoff_cap:g}, "
            f"{_S.backoff_base:g} x 2^n)] s for the n-th retry, at least the server's retry-after.",

@@ -2,7 +2,7 @@
 
 It exists so that every lifecycle rule can happen on a real socket with no account anywhere:
 the live client logs in and keeps its realtime socket against it, and tests script its faults
-(`drop`, `silence`, `throttle`, `overload`, `refuse`, `reject_auth`, `restart`).
+(`drop`, `silence`, `throttle`, `overload`, `flap`, `refuse`, `reject_auth`, `restart`).
 
 Design rules, each for a reason:
 
@@ -306,6 +306,7 @@ class ReferenceServer:
         self._reject_auth = False
         self._refusing = False
         self._retry_after: float | None = None
+        self._flap: float | None = None  # seconds after acceptance that each socket is dropped (D14)
         self._closing = False
         self._last_sent_at = 0.0
 
@@ -406,6 +407,19 @@ class ReferenceServer:
         if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
             raise ValueError("retry_after must be a finite number of seconds >= 0, or None")
         self._retry_after = None if retry_after is None else float(retry_after)
+
+    def flap(self, seconds: float | None) -> None:
+        """While set, each realtime socket is closed with 4002 `seconds` after its authentication
+        was accepted (a flapping server, D14); None stops it (sockets accepted since stay)."""
+        if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError("seconds must be a finite number of seconds >= 0, or None")
+        self._flap = None if seconds is None else float(seconds)
+
+    async def _drop_after(self, conn: _Conn, seconds: float) -> None:
+        await trio.sleep(seconds)
+        if self._flap is not None and conn.live:
+            self.stats.dropped += 1
+            conn.close(4002, "dropped by the flapping server")
 
     def refuse(self, flag: bool = True) -> None:
         """While on, new handshakes get HTTP 503; the listener stays up."""
@@ -701,13 +715,17 @@ class ReferenceServer:
         conn.send(answer)
         if uid in self._throttled:
             conn.send({"type": "throttle", "active": True})
+        if self._flap is not None:
+            self._nursery.start_soon(self._drop_after, conn, self._flap)
         return True
 
     def _dispatch(self, conn: _Conn, frame: Frame) -> None:
         kind = frame["type"]
         if kind == "keepalive":
             self.stats.keepalives_answered += 1
-            conn.send({"type": "pong"})
+            if conn.live:  # D17: the answer goes ahead of everything queued for this socket
+                conn.outbox.appendleft({"type": "pong"})
+                conn.wake.set()
         elif kind == "ping":
             self.stats.pings_received += 1
         elif kind == "message":
@@ -940,16 +958,18 @@ async def _serving(host: str, port: int, auth_key: str | None, max_connections: 
 async def connect_in_memory(server: ReferenceServer, nursery: trio.Nursery, resource: str, *,
                             message_queue_size: int = 16,
                             wrap: Callable[[trio.abc.Stream], trio.abc.Stream] | None = None,
+                            streams: tuple[trio.abc.Stream, trio.abc.Stream] | None = None,
                             ) -> WebSocketConnection:
     """Open a client WebSocket to `server` over an in-memory stream pair (virtual time, no sockets).
 
     The server side runs in the server's nursery, the client's reader in `nursery`; `wrap`, if
-    given, wraps the client's end (a test's faults). Raises
+    given, wraps the client's end (a test's faults); `streams`, if given, is the (client end,
+    server end) pair to use instead of a fresh `memory_stream_pair` (a shaped link, `testing.Link`). Raises
     `trio_websocket.ConnectionRejected` for a refused handshake (404, 503) and
     `trio_websocket.HandshakeError` if the server closed the stream before answering.
     """
     client_end: trio.abc.Stream
-    client_end, server_end = trio.testing.memory_stream_pair()
+    client_end, server_end = streams if streams is not None else trio.testing.memory_stream_pair()
     if wrap is not None:
         client_end = wrap(client_end)
     server._nursery.start_soon(server.serve_stream, server_end)

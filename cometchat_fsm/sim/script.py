@@ -64,6 +64,7 @@ WORDS: tuple[Word, ...] = (
     Word("overload", ("server_overloaded",), "seconds|off", "refuse new sockets with a retry-after hint"),
     Word("flap", ("server_flap",), "seconds|off", "drop each socket SECONDS after accepting it (D14)"),
     Word("refuse", ("server_refuse_login",), "flag", "the server refuses (on) or accepts (off) logins"),
+    Word("busy", ("server_busy",), "seconds|off", "keep-alive answers come SECONDS late, behind data (D17)"),
 )
 _BY_NAME = {alias: w for w in WORDS for alias in (w.name, *w.aliases)}
 ACCEPTED = ", ".join(w.name for w in WORDS)
@@ -162,6 +163,7 @@ def apply(sim: Simulation, step: Step) -> str | None:
         "overload": lambda: sim.server_overloaded(None if step.arg is None else float(step.arg)),
         "flap": lambda: sim.server_flap(None if step.arg is None else float(step.arg)),
         "refuse": lambda: sim.server_refuse_login(bool(step.arg)),
+        "busy": lambda: sim.server_busy(None if step.arg is None else float(step.arg)),
     }
     result = actions[step.word]()
     return result if isinstance(result, str) else None

@@ -46,6 +46,7 @@ from cometchat_fsm.core.events import (
     EnterBackground,
     EnterForeground,
     Event,
+    FrameReceived,
     Login,
     LoginFailed,
     LoginVerified,
@@ -112,6 +113,7 @@ class ServerState:
     overloaded: float | None = None  # retry-after hint sent when refusing a socket
     flap_us: int | None = None  # drop each socket this long after accepting it (D14)
     refuse_login: bool = False  # refuse every login (D16)
+    busy_us: int | None = None  # a keep-alive's answer arrives this late, behind other frames (D17)
     sockets: set[int] = field(default_factory=set)  # the client's sockets open or opening
     silent: set[int] = field(default_factory=set)  # half-open: nothing more arrives from them
     pings: int = 0  # app pings received (M3)
@@ -355,6 +357,12 @@ class Simulation:
         """While on, the server refuses every login (the client then stays logged out, D16)."""
         self.server.refuse_login = self._flag(flag)
 
+    def server_busy(self, seconds: float | None) -> None:
+        """From now on the link is busy (D17): the answer to each keep-alive arrives `seconds`
+        after its latency, behind data already on the way, and a frame of that data arrives
+        after the latency, as the keep-alive goes out; None: answers come after the latency again."""
+        self.server.busy_us = None if seconds is None else to_us(seconds, "busy")
+
     # --- Machinery ----------------------------------------------------------------------------
     @staticmethod
     def _flag(flag: bool) -> bool:
@@ -394,7 +402,9 @@ class Simulation:
             case SendKeepAlive(socket=sock):
                 self.server.keepalives += 1
                 if self._reachable(sock):
-                    self._schedule(self.server.latency_us, ("pong", sock))
+                    if self.server.busy_us is not None:  # D17: data first, the answer behind it
+                        self._schedule(self.server.latency_us, ("frame", sock))
+                    self._schedule(self.server.latency_us + (self.server.busy_us or 0), ("pong", sock))
             case SendPing(socket=sock):
                 if self._reachable(sock):
                     self.server.pings += 1
@@ -454,6 +464,9 @@ class Simulation:
         elif kind == "pong":
             if self._reachable(sock):
                 self._feed(PongReceived(sock))
+        elif kind == "frame":
+            if self._reachable(sock):
+                self._feed(FrameReceived(sock))
 
 
 __all__ = ["INVALID_ARGUMENT", "MAX_SECONDS", "AppState", "Network", "ServerState", "Simulation", "to_us"]

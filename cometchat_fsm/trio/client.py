@@ -53,6 +53,7 @@ from cometchat_fsm.core.events import (
     EnterBackground,
     EnterForeground,
     Event,
+    FrameReceived,
     Login,
     LoginFailed,
     LoginVerified,
@@ -1004,6 +1005,8 @@ class Client:
         if sock not in self._sockets:
             return  # read just before the core closed this socket: it speaks for nothing now
         kind = frame["type"]
+        if kind != "pong":
+            self._apply_quietly(FrameReceived(sock))  # D17: any frame answers a pending keep-alive
         if kind == "auth_ok":
             self._connected_info = self._resume(frame)
             self._skipping = self._resuming = False  # D21: this socket's replay starts after _last_id

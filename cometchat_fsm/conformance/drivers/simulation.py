@@ -24,7 +24,7 @@ class SimulationImplementation:
     supports: tuple[str, ...] = (
         "login", "logout", "connect", "disconnect", "ping", "background", "foreground", "offline", "online",
         "restart", "advance", "drop", "silent", "reject", "throttle", "latency", "overload", "flap",
-        "refuse")
+        "refuse", "busy")
     observes: tuple[str, ...] = ("results", "errors", "user", "stored", "sockets")
 
     def __init__(self, command: dict[str, Any]) -> None:
@@ -42,7 +42,7 @@ class SimulationImplementation:
             arg = command.get("uid")
         elif name in ("advance", "latency"):
             arg = float(command.get("seconds", 0.0))
-        elif name == "flap":
+        elif name in ("flap", "busy"):
             seconds = command.get("seconds")
             arg = None if seconds is None else float(seconds)
         elif name in ("reject", "throttle", "refuse"):
