@@ -90,6 +90,24 @@ async def test_faults_sent_over_the_control_channel_reach_a_live_client(tmp_path
             assert (await control.send("server_drop"))["result"] == 0  # every user: none left open
 
 
+async def test_a_flapping_server_over_the_control_channel_drops_sockets_after_auth(tmp_path: Path) -> None:
+    """server_flap (D14): the socket is accepted, then closed that long after; null ends it."""
+    heard = Heard()
+    settings = AppSettings(region="eu", auto_establish_socket_connection=False)
+    with trio.fail_after(20):
+        async with serve_reference(users=("alice",)) as server, open_control(server) as port, \
+                open_client("app", settings, url=server.url, store=tmp_path, listeners={"t": heard}) as chat:
+            control = Controller(await trio.open_tcp_stream("127.0.0.1", port))
+            assert (await control.send("server_flap", seconds=-1))["error"] == "ERR_BAD_COMMAND"
+            assert (await control.send("server_flap", seconds=0.2))["ok"]
+            await chat.login("alice", auth_key=server.auth_key)
+            await chat.connect()
+            await heard.until("on_disconnected")
+            assert heard.names[:2] == ["on_connected", "on_disconnected"]
+            assert (await control.send("server_flap", seconds=None))["ok"]
+            assert server.stats.dropped >= 1
+
+
 async def test_bad_commands_are_answered_and_the_connection_stays() -> None:
     with trio.fail_after(20):
         async with serve_reference(users=("alice",)) as server, open_control(server) as port:

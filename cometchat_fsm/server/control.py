@@ -39,8 +39,6 @@ MAX_CONNECTIONS = 8
 UNSUPPORTED = {
     "server_latency": "the reference server answers at once; put a delaying proxy in front "
                       "(cometchat_fsm/server/faultproxy.py)",
-    "server_flap": "the reference server has no timed drop; send server_drop when the socket "
-                   "should go",
     "server_refuse_login": "the reference server refuses logins only for unknown users or "
                            "revoked tokens: use revoke",
 }
@@ -98,6 +96,8 @@ async def _run(server: ReferenceServer, command: dict[str, Any]) -> object:
             server.overload(_seconds(command.get("retry_after"), "retry_after"))
         case "server_restart":
             await server.restart()
+        case "server_flap":  # each socket closed this long after its auth was accepted (D14)
+            server.flap(_seconds(command.get("seconds"), "seconds"))
         case "refuse_handshakes":
             server.refuse(_flag(command))
         case "add_user":
@@ -116,8 +116,8 @@ async def _run(server: ReferenceServer, command: dict[str, Any]) -> object:
 
 
 COMMANDS = frozenset(("hello", "server_drop", "server_silent", "server_reject_auth", "server_throttle",
-                      "server_overloaded", "server_restart", "refuse_handshakes", "add_user", "revoke",
-                      "open_sockets"))
+                      "server_overloaded", "server_restart", "server_flap", "refuse_handshakes", "add_user",
+                      "revoke", "open_sockets"))
 
 
 async def answer(server: ReferenceServer, line: bytes) -> dict[str, Any]:
