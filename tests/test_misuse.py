@@ -33,7 +33,6 @@ from cometchat_fsm import (
     serve_reference,
 )
 from cometchat_fsm.server import reference as server_module
-from cometchat_fsm.server.history import StoredMessage
 from cometchat_fsm.server.reference import (
     LOGIN_PATH,
     MAX_FRAME_BYTES,
@@ -46,6 +45,8 @@ from cometchat_fsm.server.reference import (
 from cometchat_fsm.testing import memory_connector
 from cometchat_fsm.trio import client as client_module
 from cometchat_fsm.trio.client import MAX_TEXT, MAX_TEXT_JSON, Client, Connector
+from cometchat_fsm.wire import frames as wire
+from cometchat_fsm.wire.codec import encode
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
@@ -506,8 +507,7 @@ def test_client_and_server_agree_on_every_text(parts: list[tuple[str, int]]) -> 
     assert client_ok is server_ok
     if client_ok:
         mine = json.dumps({"type": "message", "to": "r" * 100, "text": text, "ref": 2**63})
-        item = server_module._delivery(StoredMessage(2**63, "s" * 100, "r" * 100, text, 1764288000.123456))
-        delivery = server_module._encode(item)
-        del item["type"]
-        history = server_module._encode({"type": "history", "ref": 2**63, "messages": [item], "more": True})
+        item = wire.Message(2**63, "s" * 100, "r" * 100, text, 1764288000.123456, "m" * 100)
+        delivery = encode(wire.Delivery(item))
+        history = encode(wire.History(2**63, (item,), True))
         assert max(len(mine), len(delivery), len(history)) < MAX_FRAME_BYTES

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
-import json
 import logging
 import math
 import re
@@ -36,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn, cast
+from typing import Literal
 from urllib.parse import urlsplit
 
 import trio
@@ -49,6 +48,19 @@ from cometchat_fsm.core.errors import ErrorSpec
 from cometchat_fsm.server.history import IN_MEMORY, History, Retention, StoredMessage
 from cometchat_fsm.trio.groups import leaves, single_exception
 from cometchat_fsm.trio.wsclient import hold_client_stream
+from cometchat_fsm.wire import frames as wire
+from cometchat_fsm.wire.codec import (
+    MAX_FETCH,
+    MAX_FRAME_BYTES,
+    MUID,
+    UID,
+    ProtocolError,
+    decode,
+    encode,
+    message_json_size,
+    text_json_size,
+)
+from cometchat_fsm.wire.frames import Message, Origin
 
 __all__ = [
     "LOGIN_PATH",
@@ -67,8 +79,6 @@ logger = logging.getLogger("cometchat_fsm.server.reference")
 
 LOGIN_PATH = "/v1/login"
 SOCKET_PATH = "/v1/socket"
-#: A frame over this many bytes (UTF-8) closes the connection with 1009.
-MAX_FRAME_BYTES = 64 * 1024
 #: `text` of a message: at most this many characters (more breaks the protocol: 1008) ...
 MAX_TEXT_CHARS = 16_384
 #: ... and at most this many bytes as JSON (json.dumps without the quotes, every non-ASCII
@@ -85,14 +95,12 @@ CLOSE_TIMEOUT = 5.0
 #: 2 x the client's keep-alive interval + its pong timeout (D7's defaults, 15 s and 3 s), so a
 #: client that vanished without a close (a dead NAT entry) is neither counted nor relayed to.
 IDLE_TIMEOUT = 33.0
-#: A `muid` (D20): the sender's own id of a message, kept once per sender in the keep window.
-MUID = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 #: Frames queued for one connection beyond which it counts as too slow and is closed (1013).
 OUTBOX_LIMIT = 1000
 #: Replayed messages queued at a time (D13): the next batch is read when the outbox is empty.
 REPLAY_BATCH = 200
 #: `fetch`: at most this many messages per request, in a frame of at most this many bytes.
-FETCH_LIMIT = 1000
+FETCH_LIMIT = MAX_FETCH
 HISTORY_FRAME_BUDGET = 56 * 1024
 
 INVALID_UID = ErrorSpec(
@@ -113,31 +121,32 @@ TEXT_INVALID = ErrorSpec(
     "A text must not hold a lone surrogate (\\ud800 to \\udfff without its pair).",
 )
 
-_UID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
-Frame = dict[str, object]
 Kind = Literal["login", "socket"]
 
 
 def is_valid_uid(uid: object) -> bool:
     """True for a uid docs/protocol.md allows: 1 to 100 ASCII letters, digits, `_`, `-`, `.`."""
-    return isinstance(uid, str) and _UID.fullmatch(uid) is not None
+    return isinstance(uid, str) and UID.fullmatch(uid) is not None
 
 
 def text_problem(text: str) -> ErrorSpec | None:
     """Why the server would refuse to store and deliver `text` (None: it would not)."""
     if len(text) > MAX_TEXT_CHARS or (len(text) * 12 > MAX_TEXT_JSON_BYTES
-                                      and len(json.dumps(text)) - 2 > MAX_TEXT_JSON_BYTES):
+                                      and text_json_size(text) > MAX_TEXT_JSON_BYTES):
         return TEXT_TOO_LONG
     if _LONE_SURROGATE.search(text):
         return TEXT_INVALID
     return None
 
 
-def _delivery(stored: StoredMessage) -> Frame:
-    return {"type": "message", "id": stored.id, "sender": stored.sender, "receiver": stored.receiver,
-            "text": stored.text, "sent_at": stored.sent_at, "muid": stored.muid}
+def _delivery(stored: StoredMessage) -> wire.Delivery:
+    return wire.Delivery(_message(stored))
+
+
+def _message(stored: StoredMessage) -> Message:
+    return Message(stored.id, stored.sender, stored.receiver, stored.text, stored.sent_at, stored.muid)
 
 
 def _redact(secret: str) -> str:
@@ -148,42 +157,6 @@ def _redact(secret: str) -> str:
 def _reason(text: str) -> str:
     """A close reason that wsproto can always send: ASCII, at most 123 bytes."""
     return text.encode("ascii", "backslashreplace").decode("ascii")[:123]
-
-
-def _encode(frame: Frame) -> str:
-    # ensure_ascii: a lone surrogate a client sent us must not make the UTF-8 encoder fail.
-    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
-
-
-def _no_constants(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-class _Violation(Exception):
-    """A frame that breaks the protocol; `.code` is the close code, str() the reason."""
-
-    def __init__(self, reason: str, code: int = 1008) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-def _field(frame: Frame, name: str, kind: type[str] | type[int]) -> str | int:
-    """The field `name` of `frame`, which must be there with JSON type `kind` (a bool is not an int)."""
-    if name not in frame:
-        raise _Violation(f"{frame['type']}: missing field '{name}'")
-    value = frame[name]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        expected = "a string" if kind is str else "an integer"
-        raise _Violation(f"{frame['type']}: field '{name}' must be {expected}")
-    return value
-
-
-def _str(frame: Frame, name: str) -> str:
-    return cast(str, _field(frame, name, str))
-
-
-def _int(frame: Frame, name: str) -> int:
-    return cast(int, _field(frame, name, int))
 
 
 @dataclass
@@ -227,7 +200,7 @@ class _Conn:
     end: tuple[int, str] | None = None  # close code and reason, sent after the queued frames
     replay_after: int | None = None  # replaying history after this id (D13); None: live traffic
     paused: bool = False  # the client's inbox is full: no message frames until it resumes (D21)
-    outbox: deque[Frame] = field(default_factory=deque)
+    outbox: deque[wire.ServerFrame] = field(default_factory=deque)
     wake: trio.Event = field(default_factory=trio.Event)
     io: trio.CancelScope = field(default_factory=trio.CancelScope)  # reader + writer
     life: trio.CancelScope = field(default_factory=trio.CancelScope)  # everything, for aborts
@@ -237,7 +210,7 @@ class _Conn:
         """Still worth sending to: not closing, not silenced."""
         return self.end is None and not self.silenced and not self.peer_closed
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: wire.ServerFrame) -> None:
         if not self.live:
             return
         if len(self.outbox) >= OUTBOX_LIMIT:
@@ -399,7 +372,7 @@ class ReferenceServer:
             self._throttled.discard(uid)
         for conn in self._sockets_of(uid):
             if conn.authenticated:
-                conn.send({"type": "throttle", "active": flag})
+                conn.send(wire.Throttle(flag))
 
     def overload(self, retry_after: float | None) -> None:
         """While set, each new realtime socket is accepted, then closed with 1013 'retry-after=<s>'."""
@@ -536,7 +509,7 @@ class ReferenceServer:
             if conn.outbox:
                 frame = conn.outbox.popleft()
                 try:
-                    await conn.ws.send_message(_encode(frame))
+                    await conn.ws.send_message(encode(frame))
                 except ConnectionClosed:
                     conn.peer_closed = True
                     return
@@ -551,7 +524,7 @@ class ReferenceServer:
         logger.info("closing a %s connection (uid %s) with %d: %s", conn.kind, conn.uid, code, reason)
         conn.close(code, reason)
 
-    async def _receive(self, conn: _Conn) -> Frame | None:
+    async def _receive(self, conn: _Conn) -> wire.Frame | None:
         """The next valid frame, or None once the connection is over (closing it if the frame was bad)."""
         try:
             message = await conn.ws.get_message()
@@ -568,33 +541,20 @@ class ReferenceServer:
         if not conn.live:
             return None
         try:
-            if isinstance(message, bytes):
-                raise _Violation("binary frames are not allowed; send JSON text")
-            if len(message) > MAX_FRAME_BYTES // 4 and len(message.encode()) > MAX_FRAME_BYTES:
-                raise _Violation(f"frame over {MAX_FRAME_BYTES} bytes", 1009)
-            try:
-                frame = json.loads(message, parse_constant=_no_constants)
-            except (ValueError, RecursionError):
-                raise _Violation("frame is not valid JSON", 1007) from None
-            if not isinstance(frame, dict):
-                raise _Violation("frame is not a JSON object")
-            kind = frame.get("type")
-            if not isinstance(kind, str):
-                raise _Violation("frame: field 'type' missing or not a string")
-            return cast(Frame, frame)
-        except _Violation as bad:
+            return decode(message, Origin.CLIENT)
+        except ProtocolError as bad:
             self._reject_frame(conn, bad.code, str(bad))
             return None
 
-    async def _first_frame(self, conn: _Conn, expected: str) -> Frame | None:
+    async def _first_frame(self, conn: _Conn, expected: str) -> wire.Frame | None:
         frame = None
         with trio.move_on_after(FIRST_FRAME_TIMEOUT) as waited:
             frame = await self._receive(conn)
         if waited.cancelled_caught:
             self._reject_frame(conn, 1008, f"no {expected} frame within {FIRST_FRAME_TIMEOUT:g} s")
             return None
-        if frame is not None and frame["type"] != expected:
-            self._reject_frame(conn, 1008, f"expected {expected} first, got {frame['type']!r}")
+        if frame is not None and frame.type != expected:
+            self._reject_frame(conn, 1008, f"expected {expected} first, got {frame.type!r}")
             return None
         return frame
 
@@ -602,62 +562,49 @@ class ReferenceServer:
 
     async def _read_login(self, conn: _Conn) -> None:
         frame = await self._first_frame(conn, "login")
-        if frame is None:
+        if not isinstance(frame, (wire.Login, wire.TokenLogin)):
             return
-        try:
-            answer = self._login(frame)
-        except _Violation as bad:
-            self._reject_frame(conn, bad.code, str(bad))
-            return
-        if answer["type"] == "login_ok":
+        answer = self._login(frame)
+        if isinstance(answer, wire.LoginOk):
             self.stats.logins_ok += 1
         else:
             self.stats.logins_failed += 1
         conn.send(answer)
         conn.close(1000, "login answered")
 
-    def _login(self, frame: Frame) -> Frame:
-        if frame.get("auth_token") is not None:
-            token = _str(frame, "auth_token")
+    def _login(self, frame: wire.Login | wire.TokenLogin) -> wire.LoginOk | wire.ErrorAnswer:
+        if isinstance(frame, wire.TokenLogin):
+            token = frame.auth_token
             uid = self._tokens.get(token)
             if uid is None:
                 logger.info("token login refused: unknown token %s", _redact(token))
-                return {"type": "error", "code": "ERR_AUTH_TOKEN_INVALID",
-                        "message": "The auth token is not valid; log in with the auth key again."}
+                return wire.ErrorAnswer("ERR_AUTH_TOKEN_INVALID",
+                                        "The auth token is not valid; log in with the auth key again.")
             logger.info("token login of %s", uid)
-            return {"type": "login_ok", "uid": uid, "auth_token": token, "last_id": self.history.head}
-        uid = _str(frame, "uid")
-        key = _str(frame, "auth_key")
+            return wire.LoginOk(uid, token, self.history.head)
+        uid, key = frame.uid, frame.auth_key
         if not hmac.compare_digest(key.encode("utf-8", "surrogatepass"), self.auth_key.encode()):
             logger.info("login of %r refused: wrong auth key", uid)
-            return {"type": "error", "code": "ERR_AUTH_KEY_INVALID", "message": "The auth key is not valid."}
+            return wire.ErrorAnswer("ERR_AUTH_KEY_INVALID", "The auth key is not valid.")
         if uid not in self._users:
             logger.info("login refused: unknown uid %r", uid)
-            return {"type": "error", "code": "ERR_UID_NOT_FOUND",
-                    "message": f"The user {uid!r} does not exist."}
+            return wire.ErrorAnswer("ERR_UID_NOT_FOUND", f"The user {uid!r} does not exist.")
         token = secrets.token_urlsafe(32)
         self._tokens[token] = uid
         self.history.add_token(token, uid)
         logger.info("login of %s: token %s", uid, _redact(token))
-        return {"type": "login_ok", "uid": uid, "auth_token": token, "last_id": self.history.head}
+        return wire.LoginOk(uid, token, self.history.head)
 
     # --- /v1/socket ---------------------------------------------------------------------------
 
     async def _read_socket(self, conn: _Conn) -> None:
-        frame = await self._first_frame(conn, "auth")
-        if frame is None:
+        first = await self._first_frame(conn, "auth")
+        if not isinstance(first, wire.Auth):
             return
-        try:
-            uid = _str(frame, "uid")
-            token = _str(frame, "auth_token")
-            last_id = _int(frame, "last_id") if frame.get("last_id") is not None else None
-        except _Violation as bad:
-            self._reject_frame(conn, bad.code, str(bad))
-            return
-        conn.uid = uid
+        uid = conn.uid = first.uid
         self._by_uid.setdefault(uid, set()).add(conn)  # a relay finds the receiver's sockets at once
         self._notify()
-        if not self._authenticate(conn, uid, token, last_id):
+        if not self._authenticate(conn, uid, first.auth_token, first.last_id):
             return
         while True:
             frame = None
@@ -672,7 +619,7 @@ class ReferenceServer:
                 return
             try:
                 self._dispatch(conn, frame)
-            except _Violation as bad:
+            except ProtocolError as bad:
                 self._reject_frame(conn, bad.code, str(bad))
                 return
 
@@ -681,68 +628,58 @@ class ReferenceServer:
         if self._reject_auth or owner != uid:
             self.stats.auths_rejected += 1
             logger.info("auth of %r rejected (token %s)", uid, _redact(token))
-            conn.send({"type": "auth_rejected", "code": "ERR_AUTH_REJECTED",
-                       "message": "The auth token is not valid for this user."})
+            conn.send(wire.AuthRejected("ERR_AUTH_REJECTED", "The auth token is not valid for this user."))
             conn.close(4001, "authentication rejected")
             return False
         conn.authenticated = True
         self.stats.auths_ok += 1
         logger.info("auth of %s accepted", uid)
         head = self.history.head
-        answer: Frame = {"type": "auth_ok", "uid": uid, "server_time": time.time(), "last_id": head,
-                         "resumed": False, "gap": None}
+        resumed, gap = False, None
         if last_id is not None and last_id <= head:  # D13: resume after the client's last message
             plan = self.history.plan_replay(uid, last_id)
             conn.replay_after = plan.start_after
-            answer["resumed"] = True
+            resumed = True
             if plan.gap:
-                answer["gap"] = {"after": last_id, "through": plan.start_after}
+                gap = wire.Gap(last_id, plan.start_after)
                 self.stats.gaps += 1
-        conn.send(answer)
+        conn.send(wire.AuthOk(uid, time.time(), head, resumed, gap))
         if uid in self._throttled:
-            conn.send({"type": "throttle", "active": True})
+            conn.send(wire.Throttle(True))
         return True
 
-    def _dispatch(self, conn: _Conn, frame: Frame) -> None:
-        kind = frame["type"]
-        if kind == "keepalive":
-            self.stats.keepalives_answered += 1
-            conn.send({"type": "pong"})
-        elif kind == "ping":
-            self.stats.pings_received += 1
-        elif kind == "message":
-            self._relay(conn, frame)
-        elif kind == "fetch":
-            self._fetch(conn, frame)
-        elif kind == "pause":
-            self.stats.pauses += 1
-            conn.paused = True
-        elif kind == "resume":
-            after_id = _int(frame, "after_id")
-            conn.paused = False
-            conn.send({"type": "resumed", "after_id": after_id})
-            conn.replay_after = after_id  # the writer replays from there, then live traffic
-        elif kind == "auth":
-            raise _Violation("auth: already authenticated")
-        else:
-            raise _Violation(f"unknown type {kind!r}")
+    def _dispatch(self, conn: _Conn, frame: wire.Frame) -> None:
+        match frame:
+            case wire.KeepAlive():
+                self.stats.keepalives_answered += 1
+                conn.send(wire.Pong())
+            case wire.Ping():
+                self.stats.pings_received += 1
+            case wire.SendMessage():
+                self._relay(conn, frame)
+            case wire.Fetch():
+                self._fetch(conn, frame)
+            case wire.Pause():
+                self.stats.pauses += 1
+                conn.paused = True
+            case wire.Resume(after_id=after_id):
+                conn.paused = False
+                conn.send(wire.Resumed(after_id))
+                conn.replay_after = after_id  # the writer replays from there, then live traffic
+            case wire.Auth():
+                raise ProtocolError("auth: already authenticated")
+            case _:
+                raise ProtocolError(f"{frame.type}: not allowed on the realtime socket")
 
-    def _relay(self, conn: _Conn, frame: Frame) -> None:
-        to = _str(frame, "to")
-        text = _str(frame, "text")
-        ref = _int(frame, "ref")
-        muid = _str(frame, "muid") if frame.get("muid") is not None else None
-        if muid is not None and not MUID.fullmatch(muid):
-            raise _Violation("message: field 'muid' must be 1 to 100 letters, digits, '_', '.', ':', '-'")
+    def _relay(self, conn: _Conn, frame: wire.SendMessage) -> None:
+        to, text, ref, muid = frame.to, frame.text, frame.ref, frame.muid
         problem = text_problem(text)
         if problem is not None:  # the connection stays open: only this message is refused
-            conn.send({"type": "error", "ref": ref, "code": problem.code,
-                       "message": f"{problem.message} {problem.details}"})
+            conn.send(wire.ErrorAnswer(problem.code, f"{problem.message} {problem.details}", ref))
             return
         if to not in self._users:
             self.stats.messages_failed += 1
-            conn.send({"type": "error", "ref": ref, "code": "ERR_UID_NOT_FOUND",
-                       "message": f"The user {to!r} does not exist."})
+            conn.send(wire.ErrorAnswer("ERR_UID_NOT_FOUND", f"The user {to!r} does not exist.", ref))
             return
         assert conn.uid is not None  # authenticated
         resent = False
@@ -753,13 +690,12 @@ class ReferenceServer:
             if kept is None:
                 raise
             if (kept.receiver, kept.text) != (to, text):
-                conn.send({"type": "error", "ref": ref, "code": "ERR_MUID_CONFLICT",
-                           "message": f"The muid {muid!r} names another message of this sender."})
+                conn.send(wire.ErrorAnswer("ERR_MUID_CONFLICT",
+                                           f"The muid {muid!r} names another message of this sender.", ref))
                 return
             self.stats.resends += 1  # the receiver has it (or gets it by replay) once
             stored, resent = kept, True
-        conn.send({"type": "sent", "ref": ref, "id": stored.id, "sent_at": stored.sent_at,
-                   "muid": stored.muid, "resent": resent})
+        conn.send(wire.Sent(ref, stored.id, stored.sent_at, stored.muid, resent))
 
     def post(self, sender: str, to: str, text: str, *, muid: str | None = None) -> int:
         """Send `text` to `to` as if `sender`'s socket had sent it; return the message id.
@@ -815,30 +751,20 @@ class ReferenceServer:
         for stored in batch:
             conn.send(_delivery(stored))
 
-    def _fetch(self, conn: _Conn, frame: Frame) -> None:
+    def _fetch(self, conn: _Conn, frame: wire.Fetch) -> None:
         """Kept history after an id, as much as fits in one frame (`more` says whether to ask again)."""
-        after_id = _int(frame, "after_id")
-        limit = _int(frame, "limit")
-        ref = _int(frame, "ref")
-        if not 1 <= limit <= FETCH_LIMIT:
-            raise _Violation(f"fetch: limit must be 1 to {FETCH_LIMIT}")
-        sent = frame.get("sent", False)
-        if not isinstance(sent, bool):
-            raise _Violation("fetch: field 'sent' must be true or false")
         assert conn.uid is not None  # authenticated
-        found = self.history.after(conn.uid, after_id, limit + 1, include_sent=sent)
-        messages: list[Frame] = []
+        found = self.history.after(conn.uid, frame.after_id, frame.limit + 1, include_sent=frame.sent)
+        messages: list[Message] = []
         size = 0
-        for stored in found[:limit]:
-            item = _delivery(stored)
-            del item["type"]
-            size += len(_encode(item)) + 1
+        for stored in found[:frame.limit]:
+            item = _message(stored)
+            size += message_json_size(item)
             if messages and size > HISTORY_FRAME_BUDGET:
                 break
             messages.append(item)
         self.stats.fetches += 1
-        conn.send({"type": "history", "ref": ref, "messages": messages,
-                   "more": len(messages) < len(found)})
+        conn.send(wire.History(frame.ref, tuple(messages), len(messages) < len(found)))
 
     # --- lifetime -----------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import inspect
 import itertools
-import json
 import logging
 import math
 import os
@@ -85,23 +84,32 @@ from cometchat_fsm.sim.simulation import SUCCESS_CONNECT, SUCCESS_DISCONNECT, SU
 from cometchat_fsm.trace import TraceRecorder
 from cometchat_fsm.trio.groups import single_exception
 from cometchat_fsm.trio.wsclient import open_websocket
+from cometchat_fsm.wire import frames as wire
+from cometchat_fsm.wire.codec import (
+    MAX_FETCH,
+    MUID,
+    UID,
+    ProtocolError,
+    decode,
+    encode,
+    shown,
+    text_json_size,
+)
+from cometchat_fsm.wire.frames import Message as Message  # re-exported: the app's message type
+from cometchat_fsm.wire.frames import Origin
 
 log = logging.getLogger("cometchat_fsm.trio.client")
 
-UID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 MAX_TEXT = 16_384
 #: A text's JSON form (`json.dumps(text)` without its quotes, every non-ASCII character escaped)
 #: may take at most this many bytes, so that any frame carrying it stays under MAX_FRAME: 16,384
 #: emoji would take 196,608 (docs/protocol.md, the message frame; the server's MAX_TEXT_JSON_BYTES).
 MAX_TEXT_JSON = 61_440
 MAX_FRAME = 65_536
-MAX_FETCH = 1000
 LOGIN_PATH = "/v1/login"
 SOCKET_PATH = "/v1/socket"
 #: How long a close the client starts may wait for the server's answer (then the stream is cut).
 CLOSE_TIMEOUT = 2.0
-#: A message's client-made id (D20): letters, digits, '_', '.', ':', '-', at most 100.
-MUID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 #: The stored place (D13) is written at most this many seconds behind what the app took (D21).
 PLACE_WRITE_INTERVAL = 1.0
 
@@ -113,20 +121,6 @@ Connector = Callable[[str], AbstractAsyncContextManager[trio_websocket.WebSocket
 @dataclass(frozen=True, slots=True)
 class User:
     uid: str
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message as the server stored it: `id` (server-assigned, increasing), `sender` and
-    `receiver` uids, `text`, `sent_at` (seconds since the epoch, server clock), and `muid`, the
-    sender's own id of it (D20; None for a message sent without one)."""
-
-    id: int
-    sender: str
-    receiver: str
-    text: str
-    sent_at: float
-    muid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +140,6 @@ class ConnectedInfo:
     missed_through: int | None = None
 
 
-class ProtocolError(Exception):
-    """The server sent something docs/protocol.md does not allow; `code` is the close code the
-    client answers it with (1007: not JSON, 1008: any other breach)."""
-
-    def __init__(self, reason: str, code: int = 1008) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
 def url_connector(url: str, *, connect_timeout: float, max_message_size: int = MAX_FRAME,
                   ssl_context: ssl.SSLContext | None = None) -> Connector:
     """Dial `url` (ws:// or wss://; certificates verified unless `ssl_context` says otherwise)."""
@@ -164,48 +149,6 @@ def url_connector(url: str, *, connect_timeout: float, max_message_size: int = M
         return open_websocket(base + resource, connect_timeout=connect_timeout,
                               max_message_size=max_message_size, ssl_context=ssl_context)
     return connect
-
-
-def _frame(raw: str | bytes) -> dict[str, Any]:
-    if isinstance(raw, bytes):
-        raise ProtocolError("binary frame")
-    try:
-        data = json.loads(raw, parse_constant=_not_json)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
-        raise ProtocolError(f"not JSON: {exc}", 1007) from None
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise ProtocolError("a frame must be a JSON object with a string 'type'")
-    return data
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _field(frame: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    value = frame.get(name)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ProtocolError(f"{_shown(frame['type'])} frame: field {name!r} missing or of the wrong type")
-    return value
-
-
-def _shown(value: object) -> str:
-    """A server-chosen value in a log line or close reason: quoted, at most 40 characters."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _message(frame: dict[str, Any]) -> Message:
-    return Message(_field(frame, "id", int), _field(frame, "sender", str), _field(frame, "receiver", str),
-                   _field(frame, "text", str), _time(frame, "sent_at"),
-                   _field(frame, "muid", str) if frame.get("muid") is not None else None)
-
-
-def _time(frame: dict[str, Any], name: str) -> float:
-    try:
-        return float(_field(frame, name, (int, float)))
-    except OverflowError:  # an integer no float can hold
-        raise ProtocolError(f"{_shown(frame['type'])} frame: field {name!r} is out of range") from None
 
 
 #: What to do about a message the server refused (its `error` frame's code).
@@ -462,7 +405,7 @@ class Client:
         auth_key = _require_str("auth_key", auth_key, errors.LOGIN_ARGUMENTS)
         if self._verifying:
             raise errors.LOGIN_IN_PROGRESS.exception()
-        request = {"type": "login", "uid": uid, "auth_key": auth_key}
+        request = wire.Login(uid, auth_key)
         if self._model.user == uid and self._model.phase is not Phase.LOGGING_IN \
                 and not self._model.credentials_rejected():
             self._call("login", Login(uid), uid=uid)  # D10: same user, no new socket
@@ -487,7 +430,7 @@ class Client:
         self._apply(LoginVerified())
         return User(uid)
 
-    async def _renew(self, uid: str, request: dict[str, str]) -> User:
+    async def _renew(self, uid: str, request: wire.Login) -> User:
         """D16: a login as the user already logged in still goes to the server; its fresh token
         replaces the old one (the next socket presents it) and is stored with the current place."""
         self._verifying = True
@@ -514,7 +457,7 @@ class Client:
         self._logins += 1
         mine = self._logins
         try:
-            uid, fresh, last_id = await self._verify({"type": "login", "auth_token": token})
+            uid, fresh, last_id = await self._verify(wire.TokenLogin(token))
         finally:
             self._verifying = False
         if self._logins != mine:
@@ -530,37 +473,28 @@ class Client:
         self._apply(LoginVerified())
         return User(uid)
 
-    async def _verify(self, request: dict[str, str]) -> tuple[str, str, int | None]:
+    async def _verify(self, request: wire.Login | wire.TokenLogin) -> tuple[str, str, int | None]:
         """Ask the server's login endpoint; return (uid, token, newest message id) or raise its
         typed error. Messages after that id are this login's to receive (D13)."""
-        answer: dict[str, Any] | None = None
+        answer: wire.Frame | None = None
         try:
             with trio.fail_after(self.settings.connect_timeout):
                 async with self._connect_to(LOGIN_PATH) as ws:
-                    await ws.send_message(json.dumps(request))
-                    answer = _frame(await ws.get_message())
+                    await ws.send_message(encode(request))
+                    answer = decode(await ws.get_message(), Origin.SERVER)
         except Exception as exc:
             if answer is None:
                 raise _login_failure(exc) from None
             # The answer is whole; only the close after it failed (it took the rest of the
             # time, or the server pinged after our close frame): the answer stands.
             log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
-        if answer["type"] == "login_ok":
-            try:
-                last_id = answer.get("last_id")
-                uid = _field(answer, "uid", str)
-                if not UID.fullmatch(uid):
-                    raise ProtocolError(f"'login_ok' frame: uid {_shown(uid)} is not a valid uid")
-                return (uid, _field(answer, "auth_token", str),
-                        _field(answer, "last_id", int) if last_id is not None else None)
-            except ProtocolError as exc:
-                raise errors.LOGIN_FAILED.exception(str(exc)) from None
-        if answer["type"] == "error":
-            code = answer.get("code") if isinstance(answer.get("code"), str) else "ERR_LOGIN_FAILED"
-            message = answer.get("message") if isinstance(answer.get("message"), str) else "Login failed."
-            raise CometChatException(str(code), str(message),
-                                     "Check the uid and the credentials, then try again.")
-        raise errors.LOGIN_FAILED.exception(f"unexpected answer {_shown(answer['type'])}")
+        match answer:
+            case wire.LoginOk(uid=uid, auth_token=token, last_id=last_id):
+                return uid, token, last_id
+            case wire.ErrorAnswer(code=code, message=message):
+                raise CometChatException(code or "ERR_LOGIN_FAILED", message or "Login failed.",
+                                         "Check the uid and the credentials, then try again.")
+        raise errors.LOGIN_FAILED.exception(f"unexpected answer {shown(answer.type)}")
 
     async def logout(self) -> None:
         """D9: close everything, forget the stored session."""
@@ -648,7 +582,7 @@ class Client:
         elif not isinstance(muid, str):
             raise TypeError(f"muid must be a str or None, not {type(muid).__name__}")
         elif not MUID.fullmatch(muid):
-            raise errors.INVALID_MUID.exception(f"got {_shown(muid)}")
+            raise errors.INVALID_MUID.exception(f"got {shown(muid)}")
         sock = self._model.socket
         entry = self._sockets.get(sock) if sock is not None else None
         if self._model.phase not in LIVE or sock is None or entry is None:
@@ -656,7 +590,7 @@ class Client:
         ref = next(self._refs)
         pending = self._sends[ref] = _Send(receiver_uid, text, muid, sock, entry.queued, trio.Event())
         try:
-            self._send(sock, {"type": "message", "to": receiver_uid, "text": text, "ref": ref, "muid": muid})
+            self._send(sock, wire.SendMessage(receiver_uid, text, ref, muid))
             with trio.move_on_after(self.settings.connect_timeout):
                 await pending.done.wait()
         finally:
@@ -690,10 +624,7 @@ class Client:
                 raise errors.SEND_NOT_CONNECTED.exception(f"status is {self._model.status.value}")
             ref = next(self._refs)
             waiting = self._fetches[ref] = _Fetch(sock, trio.Event())
-            request: dict[str, Any] = {"type": "fetch", "after_id": after_id, "limit": limit - len(found),
-                                       "ref": ref}
-            if include_sent:
-                request["sent"] = True
+            request = wire.Fetch(after_id, limit - len(found), ref, include_sent)
             try:
                 self._send(sock, request)
                 with trio.move_on_after(self.settings.connect_timeout):
@@ -739,7 +670,7 @@ class Client:
         sock = self._model.socket
         if self._model.phase in LIVE and sock is not None and sock in self._sockets:
             self._resuming = True
-            self._send(sock, {"type": "resume", "after_id": self._last_id})
+            self._send(sock, wire.Resume(self._last_id or 0))
 
     def _place(self) -> int | None:
         """Where a replay must start (D13): after the last message the app took while it has
@@ -841,9 +772,9 @@ class Client:
                     closing.cancel()
                     self._fail_waiting(sock, closing)
             case SendKeepAlive(socket=sock):
-                self._send(sock, {"type": "keepalive"})
+                self._send(sock, wire.KeepAlive())
             case SendPing(socket=sock):
-                self._send(sock, {"type": "ping"})
+                self._send(sock, wire.Ping())
             case StartTimer(timer=timer, delay=delay):
                 self._cancel_timer(timer)
                 if not self._closed:  # as before: a closed client's nursery runs no timer
@@ -892,12 +823,12 @@ class Client:
             except Exception:
                 log.exception("connection listener %r raised in %s; the client goes on", listener_id, name)
 
-    def _send(self, sock: int, frame: dict[str, Any]) -> None:
+    def _send(self, sock: int, frame: wire.ClientFrame) -> None:
         entry = self._sockets.get(sock)
         if entry is not None and not entry.broken:
             if entry.outgoing is None:
                 entry.outgoing = []
-            entry.outgoing.append(json.dumps(frame))
+            entry.outgoing.append(encode(frame))
             entry.queued += 1
             self._start_writer(entry)
 
@@ -924,8 +855,7 @@ class Client:
             try:
                 async with self._connect_to(SOCKET_PATH) as ws:
                     user = self._model.user
-                    await ws.send_message(json.dumps(
-                        {"type": "auth", "uid": user, "auth_token": self._token, "last_id": self._last_id}))
+                    await ws.send_message(encode(wire.Auth(user or "", self._token or "", self._last_id)))
                     entry.ws = ws
                     self._start_writer(entry)  # frames queued while opening go after the auth frame
                     try:
@@ -971,7 +901,7 @@ class Client:
         """Frames to events until the socket ends; return the event that says how it ended."""
         try:
             while True:
-                self._on_frame(sock, _frame(await ws.get_message()))
+                self._on_frame(sock, decode(await ws.get_message(), Origin.SERVER))
         except trio_websocket.ConnectionClosed as exc:
             reason = exc.reason
             return SocketClosed(sock, retry_after=_retry_after(reason.reason if reason else None))
@@ -998,87 +928,76 @@ class Client:
         if entry.writer is scope:
             entry.writer = None
 
-    def _on_frame(self, sock: int, frame: dict[str, Any]) -> None:
+    def _on_frame(self, sock: int, frame: wire.Frame) -> None:
         if sock not in self._sockets:
             return  # read just before the core closed this socket: it speaks for nothing now
-        kind = frame["type"]
-        if kind == "auth_ok":
-            self._connected_info = self._resume(frame)
-            self._skipping = self._resuming = False  # D21: this socket's replay starts after _last_id
-            self._apply_quietly(AuthAccepted(sock))
-        elif kind == "auth_rejected":
-            message = frame.get("message") if isinstance(frame.get("message"), str) else None
-            error = errors.AUTH_REJECTED.exception(str(message or ""))
-            self._apply_quietly(AuthRejected(sock, error))
-        elif kind == "pong":
-            self._apply_quietly(PongReceived(sock))
-        elif kind == "throttle":
-            active = _field(frame, "active", bool)
-            self._apply_quietly(ThrottleStarted(sock) if active else ThrottleLifted(sock))
-        elif kind == "message":
-            message = _message(frame)
-            if self._closed:
-                return  # read just as the app closed the client: its inbox is closed
-            if message.receiver != self._model.user:
-                self.misaddressed_dropped += 1  # D19: never another user's message
-                log.warning("socket %d: dropped a message for another user", sock)
-                return
-            if self._last_id is not None and message.id <= self._last_id:
-                self.duplicates_dropped += 1  # D13: delivered before (a replay overlapping live traffic)
-                return
-            if self._skipping:
-                return  # D21: read back after `resumed` (or replayed on the next socket), in order
-            if len(self._queue) >= self.settings.inbox_limit:
-                self._skipping = True  # D21: full; the server holds the rest until we resume
-                self._send(sock, {"type": "pause"})
-                return
-            if not self._queue:
-                self._taken_id = self._last_id
-            self._queue.append(message)
-            self._last_id = message.id
-            self._readers.unpark_all()
-        elif kind == "resumed":
-            _field(frame, "after_id", int)
-            if self._resuming:  # message frames from now on follow our last one (D21)
-                self._skipping = self._resuming = False
-        elif kind == "history":
-            ref = frame.get("ref")
-            waiting = self._fetches.get(ref) if isinstance(ref, int) else None
-            items = _field(frame, "messages", list)
-            found = [_message({"type": "history", **(item if isinstance(item, dict) else {})})
-                     for item in items]
-            if waiting is not None:
-                waiting.messages, waiting.more = found, frame.get("more") is True
-                waiting.done.set()
-        elif kind in ("sent", "error"):
-            ref = frame.get("ref")
-            pending = self._sends.get(ref) if isinstance(ref, int) else None
-            if pending is None:
-                return
-            if kind == "sent":
-                pending.result = Message(_field(frame, "id", int), self._model.user or "", pending.receiver,
-                                         pending.text, _time(frame, "sent_at"), pending.muid)
-            else:
-                code, text = frame.get("code"), frame.get("message")
-                code = code if isinstance(code, str) else "ERR_SEND_FAILED"
-                pending.result = CometChatException(
-                    code, text if isinstance(text, str) else "The server refused the message.",
-                    _SEND_ERROR_DETAILS.get(code, "The message was not sent; see the code and the message."))
-            pending.done.set()
-        else:
-            raise ProtocolError(f"unknown frame type {_shown(kind)}")
+        match frame:
+            case wire.AuthOk():
+                self._connected_info = self._resume(frame)
+                self._skipping = self._resuming = False  # D21: this socket's replay starts after _last_id
+                self._apply_quietly(AuthAccepted(sock))
+            case wire.AuthRejected(message=message):
+                self._apply_quietly(AuthRejected(sock, errors.AUTH_REJECTED.exception(message or "")))
+            case wire.Pong():
+                self._apply_quietly(PongReceived(sock))
+            case wire.Throttle(active=active):
+                self._apply_quietly(ThrottleStarted(sock) if active else ThrottleLifted(sock))
+            case wire.Delivery(message=message):
+                self._deliver(sock, message)
+            case wire.Resumed():
+                if self._resuming:  # message frames from now on follow our last one (D21)
+                    self._skipping = self._resuming = False
+            case wire.History(ref=ref, messages=found, more=more):
+                waiting = self._fetches.get(ref) if ref is not None else None
+                if waiting is not None:
+                    waiting.messages, waiting.more = list(found), more
+                    waiting.done.set()
+            case wire.Sent(ref=ref, id=id_, sent_at=sent_at):
+                pending = self._sends.get(ref) if ref is not None else None
+                if pending is not None:
+                    pending.result = Message(id_, self._model.user or "", pending.receiver, pending.text,
+                                             sent_at, pending.muid)
+                    pending.done.set()
+            case wire.ErrorAnswer(ref=ref, code=code, message=text):
+                pending = self._sends.get(ref) if ref is not None else None
+                if pending is not None:
+                    code = code or "ERR_SEND_FAILED"
+                    pending.result = CometChatException(
+                        code, text or "The server refused the message.",
+                        _SEND_ERROR_DETAILS.get(code, "The message was not sent; see its code and message."))
+                    pending.done.set()
+            case _:
+                raise ProtocolError(f"a {shown(frame.type)} frame on the realtime socket")
 
-    def _resume(self, frame: dict[str, Any]) -> ConnectedInfo:
+    def _deliver(self, sock: int, message: Message) -> None:
+        if self._closed:
+            return  # read just as the app closed the client: its inbox is closed
+        if message.receiver != self._model.user:
+            self.misaddressed_dropped += 1  # D19: never another user's message
+            log.warning("socket %d: dropped a message for another user", sock)
+            return
+        if self._last_id is not None and message.id <= self._last_id:
+            self.duplicates_dropped += 1  # D13: delivered before (a replay overlapping live traffic)
+            return
+        if self._skipping:
+            return  # D21: read back after `resumed` (or replayed on the next socket), in order
+        if len(self._queue) >= self.settings.inbox_limit:
+            self._skipping = True  # D21: full; the server holds the rest until we resume
+            self._send(sock, wire.Pause())
+            return
+        if not self._queue:
+            self._taken_id = self._last_id
+        self._queue.append(message)
+        self._last_id = message.id
+        self._readers.unpark_all()
+
+    def _resume(self, frame: wire.AuthOk) -> ConnectedInfo:
         """Read D13's part of `auth_ok`; a server that did not know our place gives its newest id."""
-        resumed = frame.get("resumed") is True
-        head = frame.get("last_id")
-        if not resumed and isinstance(head, int) and not isinstance(head, bool):
-            self._last_id = head
-        gap = frame.get("gap")
-        if isinstance(gap, dict):
-            gap = {**gap, "type": "auth_ok gap"}  # so that a bad field is named as such
-            return ConnectedInfo(resumed, True, _field(gap, "after", int), _field(gap, "through", int))
-        return ConnectedInfo(resumed)
+        if not frame.resumed and frame.last_id is not None:
+            self._last_id = frame.last_id
+        if frame.gap is not None:
+            return ConnectedInfo(frame.resumed, True, frame.gap.after, frame.gap.through)
+        return ConnectedInfo(frame.resumed)
 
     # --- Life and death -----------------------------------------------------------------------
     def _restore(self) -> None:
@@ -1155,17 +1074,11 @@ def _require_str(name: str, value: object, empty: errors.ErrorSpec) -> str:
 def _require_uid(name: str, value: object) -> str:
     uid = _require_str(name, value, errors.INVALID_UID)
     if not UID.fullmatch(uid):
-        raise errors.INVALID_UID.exception(f"{name} {_shown(uid)}")
+        raise errors.INVALID_UID.exception(f"{name} {shown(uid)}")
     return uid
 
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _text_json_size(text: str) -> int:
-    """The bytes `text` takes in a frame: its JSON string form without the quotes, every
-    non-ASCII character escaped (\\uXXXX, twice for one above U+FFFF), as json.dumps writes it."""
-    return len(json.dumps(text)) - 2
 
 
 def _check_text(text: object) -> None:
@@ -1179,7 +1092,7 @@ def _check_text(text: object) -> None:
     lone = _LONE_SURROGATE.search(text)
     if lone is not None:
         raise errors.INVALID_TEXT.exception(f"text has a lone surrogate at index {lone.start()}")
-    size = _text_json_size(text)
+    size = text_json_size(text)
     if size > MAX_TEXT_JSON:
         raise errors.INVALID_TEXT.exception(f"text takes {size:,} bytes as JSON, over {MAX_TEXT_JSON:,}")
 
@@ -1193,7 +1106,7 @@ def _check_url(url: object) -> None:
     except ValueError as exc:
         raise errors.INVALID_URL.exception(str(exc)) from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise errors.INVALID_URL.exception(f"got {_shown(url)}")
+        raise errors.INVALID_URL.exception(f"got {shown(url)}")
 
 
 @asynccontextmanager
