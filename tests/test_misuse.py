@@ -42,6 +42,7 @@ from cometchat_fsm.server.reference import (
     ReferenceServer,
     connect_in_memory,
 )
+from cometchat_fsm.session.checks import check_text
 from cometchat_fsm.testing import memory_connector
 from cometchat_fsm.trio import client as client_module
 from cometchat_fsm.trio.client import MAX_TEXT, MAX_TEXT_JSON, Client, Connector
@@ -253,6 +254,8 @@ BAD_CALLS: list[tuple[str, Call, type | str, str]] = [  # name, the call, TypeEr
      "listener_id"),
     ("removing an empty listener id", lambda c: c.remove_connection_listener(""), "ERR_INVALID_ARGUMENT",
      "listener"),
+    ("status feed limit a str", lambda c: c.status_changes("9"), TypeError, "limit"),  # type: ignore[arg-type]
+    ("status feed limit 0", lambda c: c.status_changes(0), "ERR_INVALID_ARGUMENT", "limit"),
 ]
 
 
@@ -301,6 +304,7 @@ CALLS: dict[str, Call] = {
     "add_connection_listener": lambda c: c.add_connection_listener("x", Listener()),
     "remove_connection_listener": lambda c: c.remove_connection_listener("x"),
     "messages": lambda c: c.messages(),
+    "status_changes": lambda c: c.status_changes(),
 }
 #: Reading what the client knew stays possible after it closed.
 READERS = {"get_connection_status", "get_logged_in_user", "phase", "credentials_rejected", "connected_info",
@@ -499,7 +503,7 @@ def test_client_and_server_agree_on_every_text(parts: list[tuple[str, int]]) -> 
     if not text:
         return
     try:
-        client_module._check_text(text)
+        check_text(text)
         client_ok = True
     except CometChatException:
         client_ok = False
