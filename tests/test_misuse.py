@@ -32,7 +32,7 @@ from cometchat_fsm import (
     open_client,
     serve_reference,
 )
-from cometchat_fsm.server import reference as server_module
+from cometchat_fsm.server.messages import text_problem
 from cometchat_fsm.server.reference import (
     LOGIN_PATH,
     MAX_FRAME_BYTES,
@@ -507,7 +507,7 @@ def test_client_and_server_agree_on_every_text(parts: list[tuple[str, int]]) -> 
         client_ok = True
     except CometChatException:
         client_ok = False
-    server_ok = server_module.text_problem(text) is None
+    server_ok = text_problem(text) is None
     assert client_ok is server_ok
     if client_ok:
         mine = json.dumps({"type": "message", "to": "r" * 100, "text": text, "ref": 2**63})
