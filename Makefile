@@ -19,6 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict cometchat_fsm
+	$(BIN)/lint-imports
 	sh tools/ensure_chromium.sh
 	$(BIN)/pytest
 	$(BIN)/python tools/check_wheel.py
@@ -39,4 +40,4 @@ diagrams: $(STAMP)
 	$(BIN)/cometchat-fsm diagram
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis .import_linter_cache *.egg-info
