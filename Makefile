@@ -31,7 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py; core=$$?; \
 	$(BIN)/python bench/live.py; live=$$?; \
 	$(BIN)/python bench/replay.py; replay=$$?; \
-	exit $$(( core > live ? (core > replay ? core : replay) : (live > replay ? live : replay) ))
+	$(BIN)/python bench/live_asyncio.py; aio=$$?; \
+	worst=$$core; for r in $$live $$replay $$aio; do [ $$r -gt $$worst ] && worst=$$r; done; exit $$worst
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
