@@ -63,10 +63,15 @@ class _Socket(SocketState):
     """One socket the core asked for: its task, and a writer task while frames wait."""
 
     task: asyncio.Task[None] | None = None
+    conn: ClientConnection | None = None  # once the handshake is done
     ws: ClientConnection | None = None  # once the auth frame is sent
     writer: asyncio.Task[None] | None = None
 
     def cancel(self) -> None:
+        """Cut at once: no close handshake to wait for (a dead link would hold the socket open
+        for the close timeout, and D4 allows one socket at a time)."""
+        if self.conn is not None:
+            self.conn.transport.abort()
         for task in (self.task, self.writer):
             if task is not None:
                 task.cancel()
@@ -193,6 +198,7 @@ class Client(LoginPart):
         outcome: Event | None = None
         try:
             async with self._connect_to(SOCKET_PATH) as ws:
+                entry.conn = ws
                 await ws.send(encode(Auth(self._model.user or "", self._token or "", self._last_id)))
                 entry.ws = ws
                 self._start_writer(entry)  # frames queued while opening go after the auth frame

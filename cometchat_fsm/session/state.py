@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cometchat_fsm.core.errors import CometChatException
@@ -74,7 +74,6 @@ class SocketState:
     broken: bool = False  # a send failed: later frames are dropped (the reader reports the end)
     queued: int = 0
     started: int = 0
-    extra: Any = field(default=None)
 
 
 class ClientState:

@@ -13,7 +13,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ class _Socket(SocketState):
     """One socket the core asked for: its task's cancel scope, and a writer task that runs only
     while frames wait, so an idle socket costs no task and no channel."""
 
-    scope: trio.CancelScope = None  # type: ignore[assignment]  # always given
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ws: trio_websocket.WebSocketConnection | None = None  # once the auth frame is sent
     writer: trio.CancelScope | None = None  # the running writer's
 
@@ -174,7 +174,7 @@ class Client(LoginPart):
 
     # --- sockets --------------------------------------------------------------------------------
     def _open_socket(self, sock: int) -> None:
-        entry = self._sockets[sock] = _Socket(scope=trio.CancelScope())
+        entry = self._sockets[sock] = _Socket()
         self._nursery.start_soon(self._run_socket, sock, entry)
 
     def _close_socket(self, sock: int) -> None:
