@@ -165,3 +165,60 @@ def test_bad_arguments_are_refused_as_on_trio(tmp_path: Path) -> None:
             await chat.ping()
         assert closed.value.code == "ERR_CLIENT_CLOSED"
     run(main())
+
+
+MALFORMED_AFTER_AUTH: list[tuple[str, str | bytes, int]] = [  # what the server sends, the client's close code
+    ("invalid JSON", '{"type": "pong"', 1007),
+    ("binary frame", b'{"type": "pong"}', 1008),
+    ("unknown type", '{"type": "shout"}', 1008),
+    ("message without id",
+     '{"type": "message", "sender": "a", "receiver": "alice", "text": "t", "sent_at": 0}', 1008),
+]
+
+
+@pytest.mark.parametrize(("name", "frame", "code"), MALFORMED_AFTER_AUTH,
+                         ids=[m[0] for m in MALFORMED_AFTER_AUTH])
+def test_a_malformed_frame_closes_the_socket_with_its_code_and_the_client_reconnects(
+        name: str, frame: str | bytes, code: int, tmp_path: Path) -> None:
+    """The wire codec's typed error on the asyncio front end too: the client closes that socket
+    with the code docs/protocol.md names (1007, 1008), reports a lost socket (D6), never an error
+    to the app, and connects again."""
+    import json
+
+    from websockets.asyncio.server import ServerConnection, serve
+
+    closes: list[int | None] = []
+    closed = asyncio.Event()
+    sockets = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal sockets
+        request = json.loads(await ws.recv())
+        if ws.request is not None and ws.request.path == "/v1/login":
+            await ws.send(json.dumps({"type": "login_ok", "uid": request["uid"], "auth_token": "t",
+                                      "last_id": 0}))
+            return
+        sockets += 1
+        await ws.send(json.dumps({"type": "auth_ok", "uid": "alice", "server_time": 0.0, "last_id": 0,
+                                  "resumed": False, "gap": None}))
+        if sockets == 1:
+            await ws.send(frame)
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                pass
+        closes.append(ws.close_code)
+        closed.set()
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            async with open_client("app", AppSettings(region="eu"), url=f"ws://127.0.0.1:{port}",
+                                   store=tmp_path, random=lambda: 0.0) as chat:  # D6: retry at once
+                changes = chat.status_changes()
+                await chat.login("alice", auth_key="k")
+                seen = [(await anext(changes)).notification for _ in range(5)]
+                assert seen == ["on_connecting", "on_connected", "on_disconnected", "on_connecting",
+                                "on_connected"]
+                await closed.wait()
+                assert closes[0] == code and sockets == 2
+    run(main())
