@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import hypothesis.strategies as st
 import trio
@@ -55,13 +55,16 @@ SLACK_US = 2
 #: After the run, with every fault lifted: keep-alive + pong timeout + backoff cap + attempt timeout.
 RECOVERY = 15.0 + 3.0 + 30.0 + 10.0
 Transport = Literal["memory", "loopback"]
+#: Which front end the live client is: cometchat_fsm.trio, or cometchat_fsm.asyncio run by
+#: trio_asyncio on the same (virtual) clock (tests/asyncio_bridge.py).
+Front = Literal["trio", "asyncio"]
 
 
 class LiveDivergence(AssertionError):
     """The live client and the Simulation disagree; the message replays the steps in `simulate`."""
 
     def __init__(self, what: str, steps: list[Step], settings: AppSettings, seed: int,
-                 transport: Transport) -> None:
+                 transport: str) -> None:
         self.what, self.steps = what, list(steps)
         mode = "auto" if settings.auto_establish_socket_connection else "manual"
         limit = settings.max_reconnect_attempts
@@ -185,10 +188,10 @@ class Pair:
     def __init__(self, settings: AppSettings, seed: int, server: ReferenceServer, store: Path,
                  connector: Connector | None, nursery: trio.Nursery, clock: trio.testing.MockClock,
                  transport: Transport, cushion: float, *,
-                 machine: Machine | None = None, stats: Stats | None = None) -> None:
+                 machine: Machine | None = None, stats: Stats | None = None, front: Front = "trio") -> None:
         self.settings, self.seed, self.server, self.store = settings, seed, server, store
         self.connector, self.nursery, self.clock = connector, nursery, clock
-        self.transport, self.cushion = transport, cushion
+        self.transport, self.cushion, self.front = transport, cushion, front
         self.stats = stats if stats is not None else Stats()
         self.sim = Simulation(settings, seed=seed, app_id=APP_ID, machine=machine)
         #: One stream of backoff draws for every process, as the Simulation keeps one across restarts.
@@ -196,7 +199,7 @@ class Pair:
         self.t0 = trio.current_time()
         self.recorder = Recorder(self.t0)
         self.steps: list[Step] = []
-        self.client: Client | None = None
+        self.client: Client | Any | None = None
         self._process: AsyncExitStack | None = None
         self.double_sockets: list[float] = []  # instants the server counted two sockets at once
         self.connected_once = False
@@ -208,6 +211,18 @@ class Pair:
         restore) and the platform's network state (the Simulation's restart keeps it)."""
         offline = self.sim.model.network is Network.OFFLINE
         stack = AsyncExitStack()
+        if self.front == "asyncio":
+            import trio_asyncio
+            from asyncio_bridge import TrioView, socketpair_connector
+
+            from cometchat_fsm.asyncio.client import open_client as open_asyncio_client
+
+            opened = await stack.enter_async_context(trio_asyncio.aio_as_trio(open_asyncio_client(
+                APP_ID, self.settings, url=self.server.url, store=self.store,
+                connector=socketpair_connector(self.server) if self.transport == "memory" else None,
+                random=self.random.random, listeners={"rec": self.recorder}, online=not offline)))
+            self.client, self._process = TrioView(opened), stack
+            return
         client = await stack.enter_async_context(open_client(
             APP_ID, self.settings, url=self.server.url, store=self.store, connector=self.connector,
             random=self.random.random, listeners={"rec": self.recorder}, online=not offline))
@@ -403,7 +418,7 @@ class Pair:
             self.fail(f"clock: Simulation {sim.now:g}, live {self.now_us() / US:g}")
 
     def fail(self, what: str) -> None:
-        raise LiveDivergence(what, self.steps, self.settings, self.seed, self.transport)
+        raise LiveDivergence(what, self.steps, self.settings, self.seed, f"{self.front}, {self.transport}")
 
     # --- The liveness check --------------------------------------------------------------------
     async def recover(self) -> None:
@@ -451,9 +466,21 @@ async def _server() -> AsyncIterator[ReferenceServer]:
         yield server
 
 
+@asynccontextmanager
+async def _event_loop(front: Front) -> AsyncIterator[None]:
+    """For the asyncio front end, an asyncio loop on top of this trio run (trio_asyncio)."""
+    if front == "trio":
+        yield
+        return
+    import trio_asyncio
+
+    async with trio_asyncio.open_loop():
+        yield
+
+
 def run_example(settings: AppSettings, seed: int, steps: list[Step], *, transport: Transport = "memory",
                 recover: bool = True, machine: Machine | None = None,
-                stats: Stats | None = None) -> None:
+                stats: Stats | None = None, front: Front = "trio") -> None:
     """Run `steps` on a live client and a Simulation side by side (then, with `recover`, the
     liveness check); raise `LiveDivergence` at the first difference.
 
@@ -461,6 +488,8 @@ def run_example(settings: AppSettings, seed: int, steps: list[Step], *, transpor
     after 10 ms of real idleness (threshold 0 would race real I/O), and a settle waits for 5 ms
     of real quiet so that frames in flight in the kernel arrive. `machine` replaces the
     Simulation's transition table (to check that the comparison catches a broken one).
+    `front="asyncio"` drives the asyncio front end instead, in the same virtual time
+    (tests/asyncio_bridge.py; in memory its sockets are socketpairs, served by the trio server).
     """
     threshold, cushion = (0.0, 0.0) if transport == "memory" else (0.01, 0.005)
     clock = trio.testing.MockClock(autojump_threshold=threshold)
@@ -468,10 +497,10 @@ def run_example(settings: AppSettings, seed: int, steps: list[Step], *, transpor
 
     async def main() -> None:
         with trio.fail_after(10_000), tempfile.TemporaryDirectory() as store:  # virtual seconds
-            async with _server() as server, trio.open_nursery() as nursery:
-                connector = memory_connector(server) if transport == "memory" else None
+            async with _server() as server, _event_loop(front), trio.open_nursery() as nursery:
+                connector = memory_connector(server) if transport == "memory" and front == "trio" else None
                 pair = Pair(settings, seed, server, Path(store), connector, nursery, clock, transport,
-                            cushion, machine=machine, stats=stats)
+                            cushion, machine=machine, stats=stats, front=front)
                 nursery.start_soon(pair.watch_sockets)
                 try:
                     await pair.launch()

@@ -138,9 +138,10 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_the_html_report_is_one_page_with_the_finding_and_its_timeline(tmp_path: Path) -> None:
-    from cometchat_fsm.conformance.conform import Finding, RuleResult, write_report
+    from cometchat_fsm.conformance.conform import Finding, RuleResult
     from cometchat_fsm.conformance.driver import Hello
     from cometchat_fsm.pictures import plot
+    from cometchat_fsm.pictures.conform_report import write_report
 
     finding = Finding("D1", "after disconnect(): status expected disconnected, the driver shows connected",
                       "login alice; connect; disconnect; wait 5", "manual", 0, None, 1)

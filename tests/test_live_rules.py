@@ -17,7 +17,7 @@ import trio
 import trio.testing
 from listeners import Recorder
 
-import cometchat_fsm.trio.client as client_module
+import cometchat_fsm.session.driver as driver_module
 from cometchat_fsm import AppSettings, CometChatException, ConnectionStatus, Message
 from cometchat_fsm.core.events import FrameReceived
 from cometchat_fsm.server.reference import (
@@ -30,6 +30,7 @@ from cometchat_fsm.server.reference import (
 from cometchat_fsm.session.store import SessionStore
 from cometchat_fsm.testing import Link, memory_connector
 from cometchat_fsm.trio.client import Client, open_client
+from cometchat_fsm.wire import frames as wire
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
@@ -65,10 +66,10 @@ def _server_answers_behind_its_queue(server: ReferenceServer) -> None:
     """The server as before D17: a keep-alive's answer waits behind the queued frames."""
     dispatch = server._dispatch
 
-    def dispatch_behind(conn: Any, frame: dict[str, Any]) -> None:
-        if frame["type"] == "keepalive":
+    def dispatch_behind(conn: Any, frame: wire.Frame) -> None:
+        if isinstance(frame, wire.KeepAlive):
             server.stats.keepalives_answered += 1
-            conn.send({"type": "pong"})
+            conn.send(wire.Pong())
         else:
             dispatch(conn, frame)
 
@@ -107,7 +108,7 @@ async def catch_up(tmp_path: Path) -> dict[str, Any]:
 def _client_half_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """The client as before D17: frames other than pong do not answer a keep-alive (each becomes
     an event for a socket that is never the current one, which the core ignores)."""
-    monkeypatch.setattr(client_module, "FrameReceived", lambda sock: FrameReceived(-1))
+    monkeypatch.setattr(driver_module, "FrameReceived", lambda sock: FrameReceived(-1))
 
 
 async def test_d17_a_2mbit_catch_up_of_2000_messages_finishes_on_one_socket(

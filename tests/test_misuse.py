@@ -32,8 +32,7 @@ from cometchat_fsm import (
     open_client,
     serve_reference,
 )
-from cometchat_fsm.server import reference as server_module
-from cometchat_fsm.server.history import StoredMessage
+from cometchat_fsm.server.messages import text_problem
 from cometchat_fsm.server.reference import (
     LOGIN_PATH,
     MAX_FRAME_BYTES,
@@ -43,9 +42,12 @@ from cometchat_fsm.server.reference import (
     ReferenceServer,
     connect_in_memory,
 )
+from cometchat_fsm.session.checks import check_text
 from cometchat_fsm.testing import memory_connector
 from cometchat_fsm.trio import client as client_module
 from cometchat_fsm.trio.client import MAX_TEXT, MAX_TEXT_JSON, Client, Connector
+from cometchat_fsm.wire import frames as wire
+from cometchat_fsm.wire.codec import encode
 
 AUTO = AppSettings(region="eu")
 MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
@@ -252,6 +254,8 @@ BAD_CALLS: list[tuple[str, Call, type | str, str]] = [  # name, the call, TypeEr
      "listener_id"),
     ("removing an empty listener id", lambda c: c.remove_connection_listener(""), "ERR_INVALID_ARGUMENT",
      "listener"),
+    ("status feed limit a str", lambda c: c.status_changes("9"), TypeError, "limit"),  # type: ignore[arg-type]
+    ("status feed limit 0", lambda c: c.status_changes(0), "ERR_INVALID_ARGUMENT", "limit"),
 ]
 
 
@@ -300,6 +304,7 @@ CALLS: dict[str, Call] = {
     "add_connection_listener": lambda c: c.add_connection_listener("x", Listener()),
     "remove_connection_listener": lambda c: c.remove_connection_listener("x"),
     "messages": lambda c: c.messages(),
+    "status_changes": lambda c: c.status_changes(),
 }
 #: Reading what the client knew stays possible after it closed.
 READERS = {"get_connection_status", "get_logged_in_user", "phase", "credentials_rejected", "connected_info",
@@ -498,16 +503,15 @@ def test_client_and_server_agree_on_every_text(parts: list[tuple[str, int]]) -> 
     if not text:
         return
     try:
-        client_module._check_text(text)
+        check_text(text)
         client_ok = True
     except CometChatException:
         client_ok = False
-    server_ok = server_module.text_problem(text) is None
+    server_ok = text_problem(text) is None
     assert client_ok is server_ok
     if client_ok:
         mine = json.dumps({"type": "message", "to": "r" * 100, "text": text, "ref": 2**63})
-        item = server_module._delivery(StoredMessage(2**63, "s" * 100, "r" * 100, text, 1764288000.123456))
-        delivery = server_module._encode(item)
-        del item["type"]
-        history = server_module._encode({"type": "history", "ref": 2**63, "messages": [item], "more": True})
+        item = wire.Message(2**63, "s" * 100, "r" * 100, text, 1764288000.123456, "m" * 100)
+        delivery = encode(wire.Delivery(item))
+        history = encode(wire.History(2**63, (item,), True))
         assert max(len(mine), len(delivery), len(history)) < MAX_FRAME_BYTES

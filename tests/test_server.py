@@ -824,9 +824,10 @@ async def test_a_client_that_never_reads_is_cut_with_bounded_memory(monkeypatch:
     alice floods him. His outbox never exceeds OUTBOX_LIMIT, he is closed 1013 (retry later) and
     cut when the close cannot be delivered, others keep talking meanwhile, and every message
     stays in the history for his next connection (D13)."""
-    from cometchat_fsm.server import reference as server_module
+    from cometchat_fsm.server import connection, serving
 
-    monkeypatch.setattr(server_module, "CLOSE_TIMEOUT", 0.5)
+    for module in (connection, serving):  # the close's bound, for the outbox's and the handler's
+        monkeypatch.setattr(module, "CLOSE_TIMEOUT", 0.5)
     flood, text = 1_500, "z" * 16_000
     with trio.fail_after(BOUND):
         async with running() as (server, nursery):
@@ -858,7 +859,7 @@ async def test_a_client_that_never_reads_is_cut_with_bounded_memory(monkeypatch:
                     await server.wait_open_sockets(0, "bob")
                     while acks < flood:
                         await trio.sleep(0.01)
-                assert largest <= server_module.OUTBOX_LIMIT
+                assert largest <= connection.OUTBOX_LIMIT
                 await exchange_works(server, nursery)
                 bob_side.cancel_scope.cancel()
             await trio.aclose_forcefully(stream)

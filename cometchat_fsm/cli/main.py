@@ -409,7 +409,8 @@ def _conform(args: argparse.Namespace) -> int:
         print(f"{PROG} conform: --report must name a .md, .json or .html file", file=sys.stderr)
         return USAGE_ERROR
     try:
-        from cometchat_fsm.conformance.conform import render_text, run_conform, write_report
+        from cometchat_fsm.conformance.conform import render_text, run_conform
+        from cometchat_fsm.pictures.conform_report import write_report
     except ModuleNotFoundError as exc:
         if exc.name != "hypothesis":
             raise

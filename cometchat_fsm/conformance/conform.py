@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 import hypothesis
@@ -368,18 +367,5 @@ def render_json(report: ConformReport) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def write_report(report: ConformReport, path: Path) -> None:
-    """Write the report as Markdown (.md), JSON (.json) or a self-contained HTML page (.html),
-    chosen by the file's suffix."""
-    suffix = path.suffix.lower()
-    if suffix == ".html":
-        from cometchat_fsm.pictures.conform_report import render_html
-
-        text = render_html(report, load_specs())
-    else:
-        text = render_json(report) if suffix == ".json" else render_markdown(report)
-    path.write_text(text, encoding="utf-8")
-
-
 __all__ = ["ConformReport", "Finding", "RuleResult", "render_json", "render_markdown", "render_text",
-           "run_conform", "write_report"]
+           "run_conform"]

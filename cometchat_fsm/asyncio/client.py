@@ -1,0 +1,307 @@
+"""The live client on asyncio: the session parts (cometchat_fsm.session) over the `websockets`
+library's asyncio client. The same API as cometchat_fsm.trio.client (names, results, errors,
+listeners, store, trace); only asyncio's parts of the job are here: open and close sockets,
+read and write frames, the loop's clock and its timers, waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from cometchat_fsm.core import errors
+from cometchat_fsm.core.errors import CometChatException
+from cometchat_fsm.core.events import Event, NetworkLost, SocketClosed, Timer
+from cometchat_fsm.core.settings import AppSettings, init
+from cometchat_fsm.session.checks import LOGIN_PATH, MAX_FRAME, SOCKET_PATH, check_url, retry_after
+from cometchat_fsm.session.login import LoginPart
+from cometchat_fsm.session.state import Signal, SocketState
+from cometchat_fsm.session.store import SessionStore
+from cometchat_fsm.trace import TraceRecorder
+from cometchat_fsm.wire.codec import ProtocolError, decode, encode
+from cometchat_fsm.wire.frames import Auth, ClientFrame, Origin
+
+log = logging.getLogger("cometchat_fsm.asyncio.client")
+
+#: How long a close the client starts may wait for the server's answer (then the stream is cut).
+CLOSE_TIMEOUT = 2.0
+
+#: Opens a WebSocket to a resource path of the server; the connection lives as long as the context.
+Connector = Callable[[str], AbstractAsyncContextManager[ClientConnection]]
+
+#: What a socket's use may fail with, short of a bug: it counts as closed.
+_SOCKET_ENDS = (OSError, WebSocketException, TimeoutError, EOFError)
+
+
+def url_connector(url: str, *, connect_timeout: float, max_message_size: int = MAX_FRAME,
+                  ssl_context: ssl.SSLContext | None = None) -> Connector:
+    """Dial `url` (ws:// or wss://; certificates verified unless `ssl_context` says otherwise).
+    No compression, no automatic pings (the core's keep-alive is D7), no proxy from the environment."""
+    base = url.rstrip("/")
+    secure = base.startswith("wss:")
+
+    def dial(resource: str) -> AbstractAsyncContextManager[ClientConnection]:
+        return connect(base + resource, open_timeout=connect_timeout, max_size=max_message_size,
+                       ping_interval=None, close_timeout=CLOSE_TIMEOUT, compression=None, proxy=None,
+                       ssl=(ssl_context or True) if secure else None)
+    return dial
+
+
+@dataclass(eq=False, slots=True)
+class _Socket(SocketState):
+    """One socket the core asked for: its task, and a writer task while frames wait."""
+
+    task: asyncio.Task[None] | None = None
+    conn: ClientConnection | None = None  # once the handshake is done
+    ws: ClientConnection | None = None  # once the auth frame is sent
+    writer: asyncio.Task[None] | None = None
+
+    def cancel(self) -> None:
+        """Cut at once: no close handshake to wait for (a dead link would hold the socket open
+        for the close timeout, and D4 allows one socket at a time)."""
+        if self.conn is not None:
+            self.conn.transport.abort()
+        for task in (self.task, self.writer):
+            if task is not None:
+                task.cancel()
+
+
+class Client(LoginPart):
+    """A CometChat-style client on asyncio. Get one from `open_client`; the calls (login,
+    connect, send_message, messages, add_connection_listener, status_changes, ...) are the
+    session parts' and documented there."""
+
+    def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
+                 random: Callable[[], float] | None = None, trace: TraceRecorder | None = None) -> None:
+        self._init_state(app_id, settings, store, random, trace)
+        self._init_listeners()
+        self._init_inbox()
+        self._init_requests()
+        self._init_driver()
+        self._init_login()
+        self._connect_to = connector
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sockets: dict[int, _Socket] = {}
+
+    @property
+    def open_sockets(self) -> int:
+        """Sockets open or being opened by this client (at most one: D4)."""
+        return len(self._sockets)
+
+    # --- the session parts' hooks, on asyncio -----------------------------------------------------
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _signal(self) -> Signal:
+        return asyncio.Event()
+
+    def _spawn(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._start(job())
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _wait_for(self, signal: Signal, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await signal.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _has_socket(self, sock: int) -> bool:
+        return sock in self._sockets
+
+    def _socket_state(self, sock: int) -> SocketState | None:
+        return self._sockets.get(sock)
+
+    def _arm_timer(self, timer: Timer, delay: float) -> object:
+        box: list[asyncio.TimerHandle] = []
+        box.append(self._loop.call_later(delay, lambda: self._timer_fired(timer, box[0])))
+        return box[0]
+
+    def _disarm_timer(self, handle: object) -> None:
+        assert isinstance(handle, asyncio.TimerHandle)
+        handle.cancel()
+
+    async def _exchange_login(self, request: str) -> str | bytes:
+        answer: str | bytes | None = None
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                async with self._connect_to(LOGIN_PATH) as ws:
+                    await ws.send(request)
+                    answer = await ws.recv()
+        except Exception as exc:
+            if answer is None:
+                raise
+            # The answer is whole; only the close after it failed: the answer stands.
+            log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
+        return answer
+
+    def _login_failure(self, exc: Exception) -> CometChatException:
+        if isinstance(exc, TimeoutError):
+            return errors.LOGIN_FAILED.exception("the server did not answer in time")
+        if not isinstance(exc, (*_SOCKET_ENDS, ProtocolError)):
+            log.warning("the login request failed unexpectedly", exc_info=exc)
+        return errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}")
+
+    # --- sockets --------------------------------------------------------------------------------
+    def _open_socket(self, sock: int) -> None:
+        entry = self._sockets[sock] = _Socket()
+        entry.task = self._start(self._run_socket(sock, entry))
+
+    def _close_socket(self, sock: int) -> None:
+        closing = self._sockets.pop(sock, None)
+        if closing is not None:
+            closing.cancel()
+            self._fail_waiting(sock, closing)
+
+    def _close_sockets(self) -> None:
+        for sock, entry in self._sockets.items():
+            entry.cancel()
+            self._fail_waiting(sock, entry)
+        self._sockets.clear()
+
+    def _send(self, sock: int, frame: ClientFrame) -> None:
+        entry = self._sockets.get(sock)
+        if entry is not None and not entry.broken:
+            if entry.outgoing is None:
+                entry.outgoing = []
+            entry.outgoing.append(encode(frame))
+            entry.queued += 1
+            self._start_writer(entry)
+
+    def _start_writer(self, entry: _Socket) -> None:
+        if entry.ws is not None and entry.writer is None and entry.outgoing:
+            entry.writer = self._start(self._write(entry, entry.ws))
+
+    async def _run_socket(self, sock: int, entry: _Socket) -> None:
+        """Open the socket, authenticate, then turn frames into events until it ends."""
+        outcome: Event | None = None
+        try:
+            async with self._connect_to(SOCKET_PATH) as ws:
+                entry.conn = ws
+                await ws.send(encode(Auth(self._model.user or "", self._token or "", self._last_id)))
+                entry.ws = ws
+                self._start_writer(entry)  # frames queued while opening go after the auth frame
+                try:
+                    outcome = await self._read(sock, ws)
+                finally:
+                    entry.ws = None
+                    if entry.writer is not None:
+                        entry.writer.cancel()
+        except asyncio.CancelledError:
+            if self._sockets.get(sock) is entry:  # not the core's close: the client's owner's
+                raise
+        except _SOCKET_ENDS as exc:
+            log.info("socket %d could not be used: %s", sock, exc)
+            # A close read before the auth frame went out still carries the server's hint (D6).
+            received = exc.rcvd if isinstance(exc, ConnectionClosed) else None
+            hint = retry_after(received.reason if received is not None else None)
+            outcome = outcome or SocketClosed(sock, retry_after=hint)
+        except Exception:  # one socket must never take the app down
+            log.exception("socket %d failed unexpectedly; it counts as closed", sock)
+            outcome = outcome or SocketClosed(sock)
+        if self._sockets.get(sock) is entry:
+            del self._sockets[sock]
+        self._fail_waiting(sock, entry)
+        if outcome is not None:
+            self._apply_quietly(outcome)
+
+    async def _read(self, sock: int, ws: ClientConnection) -> Event:
+        """Frames to events until the socket ends; return the event that says how it ended."""
+        try:
+            while True:
+                self._on_frame(sock, decode(await ws.recv(), Origin.SERVER))
+        except ConnectionClosed as exc:
+            reason = exc.rcvd.reason if exc.rcvd is not None else None
+            return SocketClosed(sock, retry_after=retry_after(reason))
+        except ProtocolError as exc:
+            log.warning("socket %d: the server broke the protocol (%s); closing it", sock, exc)
+            with contextlib.suppress(*_SOCKET_ENDS):  # 1007 or 1008 naming the problem
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await ws.close(exc.code, str(exc)[:120])
+            return SocketClosed(sock)
+
+    async def _write(self, entry: _Socket, ws: ClientConnection) -> None:
+        """Send the queued frames, then end; a closed socket is the reader's to report."""
+        me = asyncio.current_task()
+        try:
+            frames = entry.outgoing
+            while frames:
+                entry.started += 1  # from here the server may get it, even if cancelled
+                await ws.send(frames.pop(0))
+        except _SOCKET_ENDS:
+            entry.broken = True
+        except Exception:  # the reader reports the end
+            log.exception("sending on a socket failed unexpectedly")
+            entry.broken = True
+        finally:
+            if entry.writer is me:
+                entry.writer = None
+
+    async def _stop(self) -> None:
+        """Cancel every task of the client and wait for them (the client is closed)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@asynccontextmanager
+async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Path | str | None = None,
+                      connector: Connector | None = None, random: Callable[[], float] | None = None,
+                      trace: TraceRecorder | None = None,
+                      listeners: Mapping[str, object] | None = None,
+                      ssl_context: ssl.SSLContext | None = None,
+                      online: bool = True) -> AsyncIterator[Client]:
+    """A live client for `app_id` against the server at `url` (see docs/protocol.md): an async
+    context manager to use under asyncio (`asyncio.run`; trio has cometchat_fsm.trio).
+
+    The same arguments, errors and behaviour as cometchat_fsm.trio.client.open_client: invalid
+    settings raise L3's error here, a url that is not ws:// or wss:// ERR_INVALID_ARGUMENT, an
+    argument of the wrong type TypeError; a stored session is restored (L2); `listeners` hear
+    the restore; `online=False` starts offline (D6). `connector` opens a websockets
+    `ClientConnection` for a resource path (default: dial `url`).
+    """
+    init(app_id, settings)
+    check_url(url)
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise TypeError(f"store must be a directory path (str or Path) or None, not {type(store).__name__}")
+    if random is not None and not callable(random):
+        raise TypeError(f"random must be a function returning floats in [0, 1), not {type(random).__name__}")
+    if listeners is not None and not isinstance(listeners, Mapping):
+        raise TypeError(f"listeners must be a mapping of listener ids to listeners, "
+                        f"not {type(listeners).__name__}")
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext or None, not {type(ssl_context).__name__}")
+    dial = connector or url_connector(url, connect_timeout=settings.connect_timeout, ssl_context=ssl_context)
+    client = Client(app_id, settings, connector=dial, store=SessionStore(store), random=random, trace=trace)
+    try:
+        for listener_id, listener in (listeners or {}).items():
+            client.add_connection_listener(listener_id, listener)  # they hear the restore too
+        if not online:
+            client._apply(NetworkLost())
+        client._restore()
+        yield client
+    finally:
+        client._close()
+        await client._stop()
