@@ -62,8 +62,11 @@ if TYPE_CHECKING:  # what mypy and editors see; at run time `__getattr__` loads 
     from cometchat_fsm.core.states import AppState, ConnectionStatus, Network, Phase
     from cometchat_fsm.server.history import Retention
     from cometchat_fsm.server.reference import ReferenceServer, serve_reference
+    from cometchat_fsm.session.listeners import ConnectionListener
+    from cometchat_fsm.session.values import ConnectedInfo, StatusChange, User
     from cometchat_fsm.sim.simulation import Simulation
-    from cometchat_fsm.trio.client import Client, ConnectedInfo, Message, User, open_client
+    from cometchat_fsm.trio.client import Client, open_client
+    from cometchat_fsm.wire.frames import Message
 
 #: Where each lazily loaded name lives (module, by layer).
 _LAZY: dict[str, str] = {
@@ -81,11 +84,14 @@ _LAZY: dict[str, str] = {
     "ClientModel": "cometchat_fsm.core.model",
     # The Simulation: the core in virtual time with an ideal server.
     "Simulation": "cometchat_fsm.sim.simulation",
-    # The live client (trio).
+    # What both front ends give: values, listeners (no event loop needed to import them).
+    "ConnectedInfo": "cometchat_fsm.session.values",
+    "StatusChange": "cometchat_fsm.session.values",
+    "User": "cometchat_fsm.session.values",
+    "ConnectionListener": "cometchat_fsm.session.listeners",
+    "Message": "cometchat_fsm.wire.frames",
+    # The live client (trio; the asyncio one is cometchat_fsm.asyncio.open_client).
     "Client": "cometchat_fsm.trio.client",
-    "ConnectedInfo": "cometchat_fsm.trio.client",
-    "Message": "cometchat_fsm.trio.client",
-    "User": "cometchat_fsm.trio.client",
     "open_client": "cometchat_fsm.trio.client",
     # The reference server (trio).
     "ReferenceServer": "cometchat_fsm.server.reference",
@@ -137,6 +143,7 @@ __all__ = [
     "ClientModel",
     "CometChatException",
     "ConnectedInfo",
+    "ConnectionListener",
     "ConnectionStatus",
     "Message",
     "Mode",
@@ -146,6 +153,7 @@ __all__ = [
     "Retention",
     "SendFailed",
     "Simulation",
+    "StatusChange",
     "Timer",
     "User",
     "init",

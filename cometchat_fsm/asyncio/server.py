@@ -46,6 +46,8 @@ class ThreadedServer:
             pass  # the server's run ended already
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call `fn(*args)` in the server's trio thread and return its result (a fault, a post:
+        `server.run_sync(server.server.drop, "alice")`); its exception is raised here."""
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
 
 

@@ -40,6 +40,7 @@ class AccountsPart(ServerState):
 
     @property
     def users(self) -> frozenset[str]:
+        """The uids the server knows (given at start or added by `add_user`)."""
         return frozenset(self._users)
 
     def revoke(self, uid: str) -> None:

@@ -27,13 +27,25 @@ class CallsPart(DriverPart):
     """connect, disconnect, ping, the platform signals, and the read-only view."""
 
     # --- Reading ------------------------------------------------------------------------------
-    def get_connection_status(self) -> ConnectionStatus:
-        """The SDK's status: connecting, connected, disconnected or featureThrottled (D11)."""
+    @property
+    def status(self) -> ConnectionStatus:
+        """The SDK's status: connecting, connected, disconnected or featureThrottled (D11), a
+        `StrEnum` equal to those strings; `get_connection_status()` is the SDK-compatible alias."""
         return self._model.status
 
-    def get_logged_in_user(self) -> User | None:
-        """The user logged in (also while a login or a restored session is verified), else None."""
+    def get_connection_status(self) -> ConnectionStatus:
+        """SDK-compatible alias of `status` (the SDK's getConnectionStatus)."""
+        return self._model.status
+
+    @property
+    def logged_in_user(self) -> User | None:
+        """The user logged in (also while a login or a restored session is verified), else None
+        (L1, L2); `get_logged_in_user()` is the SDK-compatible alias."""
         return User(self._model.user) if self._model.user is not None else None
+
+    def get_logged_in_user(self) -> User | None:
+        """SDK-compatible alias of `logged_in_user` (the SDK's getLoggedinUser)."""
+        return self.logged_in_user
 
     @property
     def phase(self) -> Phase:

@@ -45,15 +45,25 @@ class ConnectionListener(Protocol):
     `on_connection_error` gets the CometChatException that ended the attempt (D5, D16).
     """
 
-    def on_connecting(self) -> object: ...
+    def on_connecting(self) -> object:
+        """An attempt to open the realtime socket started (status connecting, D11)."""
+        ...
 
-    def on_connected(self, info: ConnectedInfo | None = None) -> object: ...
+    def on_connected(self, info: ConnectedInfo | None = None) -> object:
+        """The socket is open and its authentication accepted (status connected, D5)."""
+        ...
 
-    def on_disconnected(self) -> object: ...
+    def on_disconnected(self) -> object:
+        """The connection ended or an attempt gave up (status disconnected, D6b, D15)."""
+        ...
 
-    def on_feature_throttled(self) -> object: ...
+    def on_feature_throttled(self) -> object:
+        """The server throttles this user (status featureThrottled, D12)."""
+        ...
 
-    def on_connection_error(self, error: CometChatException) -> object: ...
+    def on_connection_error(self, error: CometChatException) -> object:
+        """An attempt failed with `error` (code, message, details: D5, D15, D16)."""
+        ...
 
 
 class StatusFeed:
@@ -67,12 +77,14 @@ class StatusFeed:
         self.wake: Signal | None = None
 
     def push(self, change: StatusChange) -> None:
+        """Queue `change`; when `limit` are queued the oldest goes (counted in `dropped`)."""
         if len(self.items) == self.items.maxlen:
             self.dropped += 1
         self.items.append(change)
         self.poke()
 
     def poke(self) -> None:
+        """Wake the consumer waiting for a change, if one waits."""
         if self.wake is not None:
             self.wake.set()
             self.wake = None

@@ -27,9 +27,13 @@ log = logging.getLogger("cometchat_fsm.session")
 class Signal(Protocol):
     """A one-shot wake-up a task waits on (trio.Event, asyncio.Event)."""
 
-    def set(self) -> None: ...
+    def set(self) -> None:
+        """Wake every task waiting (once)."""
+        ...
 
-    def wait(self) -> Awaitable[Any]: ...
+    def wait(self) -> Awaitable[Any]:
+        """Wait until `set()` is called (at once if it was)."""
+        ...
 
 
 @dataclass(eq=False, slots=True)

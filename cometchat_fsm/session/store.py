@@ -29,6 +29,9 @@ MAX_PLACES = 100
 
 @dataclass(frozen=True, slots=True)
 class StoredSession:
+    """The stored login of one app id: `uid`, `auth_token` (never shown in its repr) and the
+    place, the id of the last message the app took (D13)."""
+
     uid: str
     auth_token: str
     #: The last message handed to the app when the client closed (D13): a restored session resumes
@@ -40,6 +43,7 @@ class StoredSession:
 
 
 def default_directory() -> Path:
+    """Where sessions are kept by default: the user's data directory (platformdirs) / sessions."""
     return Path(platformdirs.user_data_dir("cometchat-fsm", appauthor=False)) / "sessions"
 
 
@@ -50,12 +54,15 @@ class SessionStore:
         self.directory = Path(directory) if directory is not None else default_directory()
 
     def path_for(self, app_id: str) -> Path:
+        """The session file of `app_id` in this store's directory."""
         # App ids are free text: keep a readable prefix and make the name unique with a hash.
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", app_id)[:40]
         digest = hashlib.sha256(app_id.encode()).hexdigest()[:12]
         return self.directory / f"{safe}-{digest}.json"
 
     def load(self, app_id: str) -> StoredSession | None:
+        """The stored session of `app_id`, or None: missing, unreadable or damaged files read as
+        none, with a warning, never an error (L2)."""
         path = self.path_for(app_id)
         try:
             text = path.read_text(encoding="utf-8")
@@ -101,9 +108,12 @@ class SessionStore:
             raise
 
     def delete(self, app_id: str) -> None:
+        """Delete the stored session of `app_id` (logout D9, rejected credentials D16); a missing
+        one is no error."""
         self.path_for(app_id).unlink(missing_ok=True)
 
     def places_path_for(self, app_id: str) -> Path:
+        """The file of every user's place on `app_id` (D19: places are kept per user)."""
         path = self.path_for(app_id)
         return path.with_name(path.stem + ".places.json")
 
@@ -125,6 +135,7 @@ class SessionStore:
                 if isinstance(uid, str) and type(place) is int and place >= 0}
 
     def load_place(self, app_id: str, uid: str) -> int | None:
+        """`uid`'s stored place on `app_id` (the id of the last message taken, D13, D19), or None."""
         return self.load_places(app_id).get(uid)
 
     def save_place(self, app_id: str, uid: str, place: int) -> None:

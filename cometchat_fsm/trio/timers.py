@@ -19,6 +19,8 @@ from cometchat_fsm.core.events import Timer
 
 
 class TimerOwner(Protocol):
+    """A client whose timers the service fires (by calling `_timer_fired`)."""
+
     def _timer_fired(self, timer: Timer, handle: object) -> None: ...
 
 
@@ -45,6 +47,7 @@ class TimerService:
 
     @classmethod
     def get(cls) -> TimerService:
+        """The service of the current trio run (one per run, started on first use)."""
         try:
             return cls._current.get()
         except LookupError:
@@ -54,12 +57,14 @@ class TimerService:
             return service
 
     def call_later(self, delay: float, handle: TimerHandle) -> None:
+        """Fire `handle` `delay` seconds from now (trio's clock, virtual in tests)."""
         deadline = trio.current_time() + delay
         heapq.heappush(self._heap, (deadline, next(self._seq), handle))
         if self._sleep is not None and deadline < self._sleep.deadline:
             self._sleep.deadline = deadline
 
     def cancel(self, handle: TimerHandle) -> None:
+        """Cancel `handle`: it will not fire (cancelling twice is no error)."""
         if handle.owner is None:
             return
         handle.owner = None
