@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cometchat_fsm.cli import demo
+from cometchat_fsm.cli import demo_checks
 from cometchat_fsm.cli.main import main
 from cometchat_fsm.server.reference import ReferenceServer
 from cometchat_fsm.trio.client import Client
@@ -33,7 +33,7 @@ class Row:
 
 
 def _rows(out: str) -> list[Row]:
-    """Timeline rows, read by the fixed columns of `demo.Timeline.row`."""
+    """Timeline rows, read by the fixed columns of `demo_timeline.Timeline.row`."""
     rows = []
     for line in out.splitlines():
         if ROW.match(line):
@@ -140,7 +140,7 @@ def test_network_loss_drops_and_backoff(run: tuple[int, str, str, float]) -> Non
     for who in ("alice", "bob"):
         drop = _find(rows, "server", f"drop({who})")
         again = _find(rows, who, "server accepted the auth", after=drop.time)
-        assert again.time - drop.time <= 1.0 + demo.SLACK  # the first retry waits U[0, 1 s]
+        assert again.time - drop.time <= 1.0 + demo_checks.SLACK  # the first retry waits U[0, 1 s]
     assert _find(rows, "bob", "check: backoff over").notes.startswith("ok: waits")
 
 
@@ -148,9 +148,9 @@ def test_half_open_is_found_by_the_keepalive(run: tuple[int, str, str, float]) -
     rows = _rows(run[1])
     dead = _find(rows, "net", "alice's connection goes dead")
     lost = _find(rows, "alice", "connection lost; retry scheduled", after=dead.time)
-    assert 0 < lost.time - dead.time <= 18.0 + demo.SLACK  # D7: 15 s + 3 s
+    assert 0 < lost.time - dead.time <= 18.0 + demo_checks.SLACK  # D7: 15 s + 3 s
     back = _find(rows, "alice", "server accepted the auth", after=lost.time)
-    assert back.time - lost.time <= 1.0 + demo.SLACK
+    assert back.time - lost.time <= 1.0 + demo_checks.SLACK
 
 
 def test_throttle_and_rejected_auth(run: tuple[int, str, str, float]) -> None:
