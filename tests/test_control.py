@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from cometchat_fsm import AppSettings
+from cometchat_fsm.cli import commands_live
 from cometchat_fsm.cli import main as cli
 from cometchat_fsm.server.control import CONTROL_VERSION, open_control
 from cometchat_fsm.server.reference import serve_reference
@@ -133,7 +134,7 @@ def test_serve_prints_its_control_port(capsys: pytest.CaptureFixture[str],
         await trio.lowlevel.checkpoint()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_until_interrupted", ctrl_c)
+    monkeypatch.setattr(commands_live, "_until_interrupted", ctrl_c)
     assert cli.main(["serve", "--user", "alice", "--control", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[3].startswith("control: 127.0.0.1:") and lines[-1] == "server stopped"

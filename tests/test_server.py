@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
 
+from cometchat_fsm.cli import commands_live, parser
 from cometchat_fsm.cli import main as cli
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.server.reference import (
@@ -572,14 +573,14 @@ async def test_open_sockets_counts_from_the_auth_frame(autojump_clock: trio.abc.
 
 
 def test_serve_arguments() -> None:
-    args = cli._parser().parse_args(["serve", "--port", "8765", "--user", "alice", "bob", "--user", "carol",
-                                     "--auth-key", "k3y", "--host", "127.0.0.2"])
+    args = parser.build_parser().parse_args(["serve", "--port", "8765", "--user", "alice", "bob",
+                                             "--user", "carol", "--auth-key", "k3y", "--host", "127.0.0.2"])
     assert (args.command, args.host, args.port, args.users, args.auth_key) \
         == ("serve", "127.0.0.2", 8765, ["alice", "bob", "carol"], "k3y")
-    defaults = cli._parser().parse_args(["serve"])
+    defaults = parser.build_parser().parse_args(["serve"])
     assert (defaults.host, defaults.port, defaults.users, defaults.auth_key) == ("127.0.0.1", 0, [], None)
     with pytest.raises(SystemExit):
-        cli._parser().parse_args(["serve", "--port", "65536"])
+        parser.build_parser().parse_args(["serve", "--port", "65536"])
 
 
 def test_serve_runs_until_ctrl_c(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -587,7 +588,7 @@ def test_serve_runs_until_ctrl_c(capsys: Capsys, monkeypatch: pytest.MonkeyPatch
         await trio.lowlevel.checkpoint()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_until_interrupted", ctrl_c)
+    monkeypatch.setattr(commands_live, "_until_interrupted", ctrl_c)
     assert cli.main(["serve", "--user", "alice", "--user", "bob", "--auth-key", "sekret"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
@@ -602,7 +603,7 @@ def test_serve_keeps_users_in_its_history_file(capsys: Capsys, monkeypatch: pyte
         await trio.lowlevel.checkpoint()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_until_interrupted", ctrl_c)
+    monkeypatch.setattr(commands_live, "_until_interrupted", ctrl_c)
     history = tmp_path / "server.sqlite3"
     assert cli.main(["serve", "--user", "alice", "--history", str(history)]) == 0
     assert cli.main(["serve", "--user", "bob", "--history", str(history)]) == 0
