@@ -12,7 +12,7 @@ from cometchat_fsm import places
 from cometchat_fsm.cli.main import main
 from cometchat_fsm.core.lifecycle import TABLE, row
 from cometchat_fsm.core.states import STATUS_OF_PHASE, Phase
-from cometchat_fsm.pictures import diagram, diagram_views, views
+from cometchat_fsm.pictures import diagram, diagram_model, diagram_render, diagram_views, views
 
 Capsys = pytest.CaptureFixture[str]
 DIAGRAMS, README = places.diagrams_directory(), places.readme()
@@ -62,7 +62,7 @@ def test_write_then_check_in_an_empty_directory(tmp_path: Path) -> None:
 
 
 def test_every_phase_and_trigger_is_in_the_mermaid_text() -> None:
-    text = diagram.mermaid()
+    text = diagram_render.mermaid()
     for phase in Phase:
         assert f'state "{phase.value} (status: {STATUS_OF_PHASE[phase].value})" as {phase.value}' in text
     for r in TABLE:
@@ -71,7 +71,7 @@ def test_every_phase_and_trigger_is_in_the_mermaid_text() -> None:
 
 def test_every_row_is_on_an_edge_from_each_of_its_sources() -> None:
     edges = {}
-    for line in diagram.mermaid().splitlines():
+    for line in diagram_render.mermaid().splitlines():
         m = re.fullmatch(r"    (\w+) --> (\w+) : (.*)", line)
         if m:
             edges[(m[1], m[2])] = m[3].split("<br/>")
@@ -83,7 +83,7 @@ def test_every_row_is_on_an_edge_from_each_of_its_sources() -> None:
 
 
 def test_mermaid_shape() -> None:
-    text = diagram.mermaid()
+    text = diagram_render.mermaid()
     lines = text.splitlines()
     assert lines[0] == BANNER_LINE
     assert lines[1] == "stateDiagram-v2"
@@ -96,7 +96,7 @@ def test_mermaid_shape() -> None:
 
 
 def test_every_trigger_is_in_the_dot_source() -> None:
-    text = diagram.dot()
+    text = diagram_render.dot()
     assert text.startswith(f"// {diagram.BANNER}\n") and text.endswith("}\n")
     for r in TABLE:
         assert r.trigger in text
@@ -105,14 +105,14 @@ def test_every_trigger_is_in_the_dot_source() -> None:
 
 
 def test_output_is_deterministic() -> None:
-    assert diagram.mermaid() == diagram.mermaid()
-    assert diagram.dot() == diagram.dot()
+    assert diagram_render.mermaid() == diagram_render.mermaid()
+    assert diagram_render.dot() == diagram_render.dot()
 
 
 def test_diagrams_follow_the_table_they_are_given() -> None:
     table = (row("login_started", Phase.LOGGED_OUT, Phase.LOGGING_IN, do="remember_login"),
              row("login_failed", Phase.LOGGING_IN, Phase.LOGGED_OUT, when="~manual"))
-    text = diagram.mermaid(table)
+    text = diagram_render.mermaid(table)
     edges = [line for line in text.splitlines() if " --> " in line and "[*]" not in line]
     assert edges == ["    logged_out --> logging_in : login_started / remember_login",
                      "    logging_in --> logged_out : login_failed [not manual]"]
@@ -137,12 +137,12 @@ def test_readme_section(tmp_path: Path) -> None:
 
 
 def test_every_row_is_in_the_dot_source() -> None:
-    text = diagram.dot()
-    for line in diagram._lines(TABLE):
+    text = diagram_render.dot()
+    for line in diagram_model.row_lines(TABLE):
         assert line.text in text, line
 
 
 def test_groups_nest_so_that_they_draw_as_boxes_in_boxes() -> None:
-    for a in diagram.GROUPS:
-        for b in diagram.GROUPS:
+    for a in diagram_model.GROUPS:
+        for b in diagram_model.GROUPS:
             assert a.members <= b.members or b.members <= a.members or not a.members & b.members, (a, b)

@@ -13,7 +13,7 @@ import pytest
 from cometchat_fsm import places
 from cometchat_fsm.core.lifecycle import TABLE
 from cometchat_fsm.core.states import Phase
-from cometchat_fsm.pictures import diagram, diagram_views, views
+from cometchat_fsm.pictures import diagram, diagram_model, diagram_views, views
 
 DIAGRAMS = places.diagrams_directory()
 COMMITTED_SVGS = sorted(DIAGRAMS.glob("*.svg"))
@@ -112,7 +112,7 @@ def test_detail_rows_are_all_drawn(view: views.View) -> None:
     for r in TABLE:
         for source in r.source:
             if view.keep(r, source) and source in node_of and (r.dest or source) in node_of:
-                assert diagram.describe(r).split(" [")[0].split(" /")[0] in drawn, (view.name, r)
+                assert diagram_model.describe(r).split(" [")[0].split(" /")[0] in drawn, (view.name, r)
     assert diagram_views.dot(view).startswith(f"// {diagram.BANNER}\n")
 
 

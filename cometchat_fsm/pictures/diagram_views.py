@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import textwrap
 
-from cometchat_fsm.pictures.diagram import BANNER, LEFT, SETTLE_NOTE, STATUS_STYLE, _quote
+from cometchat_fsm.pictures.diagram_model import BANNER, SETTLE_NOTE, STATUS_STYLE
+from cometchat_fsm.pictures.diagram_render import LEFT, quote
 from cometchat_fsm.pictures.views import Box, Graph, Node, View, graph
 
 WRAP = 30  # characters per line of a DOT label: Graphviz does not wrap, and a README is ~880 px wide
@@ -101,9 +102,9 @@ def _innermost(view: View, names: set[str]) -> Box | None:
 
 def _dot_node(n: Node, inside: tuple[str, ...]) -> str:
     fill, stroke, text = _colours(n)
-    label = _quote(n.label, _status_line(n))
+    label = quote(n.label, _status_line(n))
     if inside:
-        label = label[:-1] + "\\n" + _quote(*_wrapped(inside), end=LEFT)[1:]
+        label = label[:-1] + "\\n" + quote(*_wrapped(inside), end=LEFT)[1:]
     return f'{n.name} [label={label}, fillcolor="{fill}", color="{stroke}", fontcolor="{text}"];'
 
 
@@ -118,7 +119,7 @@ def _dot_boxes(view: View, g: Graph, placed: dict[str | None, list[str]], within
     for b in direct:
         title = [b.label, *_wrapped(g.inside.get(b.name, ()))]
         out.append(f"{pad}subgraph cluster_{b.name} {{")
-        out.append(f'{pad}    label={_quote(*title, end=LEFT)}; style="rounded,dashed"; color="#9aa0a6";'
+        out.append(f'{pad}    label={quote(*title, end=LEFT)}; style="rounded,dashed"; color="#9aa0a6";'
                    ' fontcolor="#5f6368"; fontsize=10;')
         out += _dot_boxes(view, g, placed, b, pad + "    ")
         out.append(f"{pad}}}")
@@ -140,7 +141,7 @@ def dot(view: View) -> str:
         label = f"e{k}"
         box = _innermost(view, {e.tail, e.head})
         placed.setdefault(box.name if box is not None else None, []).append(
-            f"{label} [label={_quote(*_wrapped(e.lines), end=LEFT)}];")
+            f"{label} [label={quote(*_wrapped(e.lines), end=LEFT)}];")
         tail, head = last.get(e.tail, e.tail), first.get(e.head, e.head)
         clip_tail = f"cluster_{e.tail}" if e.tail in last else None
         clip_head = f"cluster_{e.head}" if e.head in first else None
@@ -155,7 +156,7 @@ def dot(view: View) -> str:
         f"// {BANNER}",
         f"digraph {view.name} {{",
         '    graph [rankdir=TB, newrank=true, compound=true, fontname="Helvetica", fontsize=11, nodesep=0.35,'
-        f" ranksep=0.3, labelloc=t, labeljust=l, label={_quote(*caption, end=LEFT)}, pad=0.2];",
+        f" ranksep=0.3, labelloc=t, labeljust=l, label={quote(*caption, end=LEFT)}, pad=0.2];",
         # Label nodes by default; state nodes spell out their boxed, filled look (_relabel).
         '    node [shape=plaintext, fontname="Helvetica", fontsize=10, fontcolor="#303030",'
         ' margin="0.04,0.02", width=0, height=0];',

@@ -18,7 +18,7 @@ from cometchat_fsm.core.backoff import backoff_ceiling
 from cometchat_fsm.core.events import Timer
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.core.states import STATUS_OF_NOTIFICATION, ConnectionStatus
-from cometchat_fsm.pictures.diagram import STATUS_STYLE
+from cometchat_fsm.pictures.diagram_model import STATUS_STYLE
 from cometchat_fsm.sim.observe import Observation
 from cometchat_fsm.sim.script import Row as ScriptRow
 from cometchat_fsm.sim.script import format_seconds

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from cometchat_fsm.core.lifecycle import TABLE, Row
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.core.states import LIVE, STATUS_OF_PHASE, ConnectionStatus, Phase
+from cometchat_fsm.pictures.diagram_model import describe
 
 P = Phase
 
@@ -177,8 +178,6 @@ VIEWS: tuple[View, ...] = (OVERVIEW, *DETAILS)
 
 
 def _describe(r: Row, fallback: bool) -> str:
-    from cometchat_fsm.pictures.diagram import describe  # diagram imports this module: import at use
-
     return describe(r, fallback=fallback)
 
 
