@@ -13,10 +13,8 @@ from collections.abc import Callable
 from transitions import Machine
 
 from cometchat_fsm.core import errors
-from cometchat_fsm.core.backoff import backoff_delay
 from cometchat_fsm.core.effects import (
     AttemptEnded,
-    CancelTimer,
     CloseSocket,
     DeleteSession,
     Effect,
@@ -24,12 +22,12 @@ from cometchat_fsm.core.effects import (
     OpenSocket,
     SendKeepAlive,
     SendPing,
-    StartTimer,
     StoreSession,
 )
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.events import Event, Timer
 from cometchat_fsm.core.lifecycle import ROUTES, row_index, shared_machine
+from cometchat_fsm.core.model_timers import TimerActions
 from cometchat_fsm.core.settings import AppSettings, Mode
 from cometchat_fsm.core.states import (
     NOTIFICATION_OF_STATUS,
@@ -41,12 +39,10 @@ from cometchat_fsm.core.states import (
     Phase,
 )
 
-_TIMER_ORDER = tuple(Timer)
 _NOTIFY = {status: Notify(name) for status, name in NOTIFICATION_OF_STATUS.items()}
-_SOCKET_TIMERS = (Timer.KEEPALIVE, Timer.PONG, Timer.ATTEMPT, Timer.STABLE)
 
 
-class ClientModel:
+class ClientModel(TimerActions):
     """A client's lifecycle: feed it events with `handle`, carry out the effects it returns."""
 
     state: Phase  # set by the Machine
@@ -252,62 +248,3 @@ class ClientModel:
         """Action: the pong came: cancel the pong timer, arm the next keep-alive (D7)."""
         self._cancel(Timer.PONG)
         self.arm_keepalive()
-
-    # --- Actions: timers ----------------------------------------------------------------------
-    def arm_window(self) -> None:
-        """Action: arm the background window, background_window seconds (M2, D2)."""
-        self._start(Timer.WINDOW, self.settings.background_window)
-
-    def cancel_window(self) -> None:
-        """Action: cancel the background window (D2)."""
-        self._cancel(Timer.WINDOW)
-
-    def arm_keepalive(self) -> None:
-        """Action: arm the keep-alive timer, keepalive_interval seconds (D7)."""
-        self._start(Timer.KEEPALIVE, self.settings.keepalive_interval)
-
-    def arm_stable(self) -> None:
-        """Action: arm the stable timer, stable_after seconds: held that long, the retry count starts over
-        (D14)."""
-        self._start(Timer.STABLE, self.settings.stable_after)
-
-    def bound_retry_after(self) -> None:
-        """D18: a retry-after hint is honoured up to `max_retry_after` seconds."""
-        if self.retry_after is not None:
-            self.retry_after = min(self.retry_after, self.settings.max_retry_after)
-
-    def schedule_retry(self) -> None:
-        """Action: arm the retry timer with the backoff delay in seconds (jitter, cap, retry-after hint: D6,
-        D6a, D18) and count the retry."""
-        s = self.settings
-        delay = backoff_delay(self.retries, self.random(), base=s.backoff_base, cap=s.backoff_cap,
-                              retry_after=self.retry_after)
-        self.retries += 1
-        self._start(Timer.RETRY, delay)
-
-    def cancel_retry(self) -> None:
-        """Action: cancel the retry timer (D1, D6)."""
-        self._cancel(Timer.RETRY)
-
-    def reset_retries(self) -> None:
-        """Action: the retry count starts over (D14)."""
-        self.retries = 0
-
-    def cancel_socket_timers(self) -> None:
-        """Action: cancel the timers of the socket: keep-alive, pong, attempt, stable (D7, P2, D14)."""
-        for timer in _SOCKET_TIMERS:
-            self._cancel(timer)
-
-    def cancel_timers(self) -> None:
-        """Action: cancel every timer (D1, D9)."""
-        for timer in _TIMER_ORDER:
-            self._cancel(timer)
-
-    def _start(self, timer: Timer, delay: float) -> None:
-        self.armed.add(timer)
-        self.outbox.append(StartTimer(timer, delay))
-
-    def _cancel(self, timer: Timer) -> None:
-        if timer in self.armed:
-            self.armed.discard(timer)
-            self.outbox.append(CancelTimer(timer))
