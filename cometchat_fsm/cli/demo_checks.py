@@ -26,7 +26,6 @@ class DemoChecks:
     """The checks that make the scripted day a test; a failed one prints a FAILED row and raises
     DemoFailure with what was expected and what happened."""
 
-
     def __init__(self, timeline: Timeline, server: ReferenceServer, alice: Actor, bob: Actor,
                  net: dict[str, FaultProxy], tasks: trio.Nursery) -> None:
         self.t = timeline

@@ -22,9 +22,8 @@ MANUAL = AppSettings(region="eu", auto_establish_socket_connection=False)
 
 
 class Demo(DemoChecks):
-    """The scripted day."""
+    """The scripted day: eight sections, then the summary; each step checked as it happens."""
 
-    # --- the day --------------------------------------------------------------------------------
     @asynccontextmanager
     async def running(self, actor: Actor) -> AsyncIterator[Client]:
         """The app runs: `open_client` restores a stored session (L2), messages are printed."""

@@ -25,6 +25,7 @@ def fail(command: str, message: str) -> int:
 
 
 def shorter(text: str, limit: int = 150) -> str:
+    """`text` cut to `limit` characters, "..." marking the cut (a picture's title)."""
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
