@@ -16,6 +16,7 @@ socket, and each armed timer firing.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -49,6 +50,7 @@ from cometchat_fsm.core.events import (
     Timer,
     TimerFired,
 )
+from cometchat_fsm.core.lifecycle import ROUTES, TABLE, row_index
 from cometchat_fsm.core.model import ClientModel
 from cometchat_fsm.core.settings import AppSettings, Mode
 from cometchat_fsm.core.states import (
@@ -97,6 +99,8 @@ class Violation:
     invariant: str
     state: str
     event: str = ""
+    #: The rules to blame when they are known better than the invariant's (the row that crashed).
+    rules: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         where = f" after {self.event}" if self.event else ""
@@ -134,6 +138,9 @@ INVARIANTS = (
     "no socket is opened while credentials are rejected",
     "the retry count never resets before a connection has held for stable_after",
     "exhausting the attempts ends in disconnected with exactly one on_connection_error",
+    "a late outcome of a closed socket or a cancelled timer changes nothing",
+    "the core never fails its own checks",
+    "the state space stays bounded",
 )
 
 #: The rules each invariant guards: `cometchat-fsm check` blames them when it breaks, and
@@ -152,7 +159,15 @@ INVARIANT_RULES: dict[str, tuple[str, ...]] = {
     "no socket is opened while credentials are rejected": ("D16",),
     "the retry count never resets before a connection has held for stable_after": ("D14",),
     "exhausting the attempts ends in disconnected with exactly one on_connection_error": ("D15",),
+    "a late outcome of a closed socket or a cancelled timer changes nothing": ("D4",),
+    # Blamed on the rules of the row that was taken when the core's own assert failed.
+    "the core never fails its own checks": ("D4",),
+    # A state space past MAX_STATES: something grows without bound (a second socket, D4).
+    "the state space stays bounded": ("D4",),
 }
+
+#: The exploration gives up past this many abstract states (the real table has about 200).
+MAX_STATES = 5_000
 
 
 def key_of(m: ClientModel, sockets: frozenset[int]) -> Key:
@@ -184,6 +199,18 @@ def _events_for(m: ClientModel) -> Iterable[Event]:
             yield outcome(m.socket)
     for timer in sorted(m.armed, key=lambda t: t.value):
         yield TimerFired(timer)
+
+
+def late_events(m: ClientModel) -> Iterable[Event]:
+    """What a real event loop may still deliver: outcomes of a socket the core already closed, and
+    timers firing after they were cancelled. The core must ignore each of them."""
+    closed = m.sockets_opened if m.socket is None else m.socket - 1
+    if closed >= 1:
+        for outcome in SOCKET_OUTCOMES:
+            yield outcome(closed)
+    for timer in Timer:
+        if timer not in m.armed:
+            yield TimerFired(timer)
 
 
 def _clone(m: ClientModel) -> ClientModel:
@@ -288,9 +315,37 @@ def initial_models(settings_of: Callable[[Mode], AppSettings], machine: Machine 
     return models
 
 
+def _all_events(m: ClientModel) -> Iterable[tuple[Event, bool]]:
+    for event in _events_for(m):
+        yield event, False
+    for event in late_events(m):
+        yield event, True
+
+
+def rules_of(model: ClientModel, event: Event, machine: Machine | None) -> tuple[str, ...]:
+    """The rule IDs of the rows `event` takes from `model` (blamed when the core crashes there)."""
+    table = getattr(machine, "table", TABLE) if machine is not None else TABLE
+    twin = _clone(model)
+    try:
+        triggers = ROUTES[type(event)](twin, event)
+    except Exception:  # noqa: BLE001 - the route itself failed: blame the event's first row
+        triggers = ()
+    found: list[str] = []
+    for trigger in triggers:
+        k = row_index(twin, trigger, table)
+        if k is not None:
+            found.extend(r for r in table[k].rules if r not in found)
+    return tuple(found) or ("D11",)
+
+
 def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | None = None,
-            progress: Callable[[int], None] | None = None) -> Exploration:
-    """Breadth-first over every reachable abstract state; check invariants on each."""
+            progress: Callable[[int], None] | None = None, max_states: int = MAX_STATES,
+            first_violation: bool = True) -> Exploration:
+    """Breadth-first over every reachable abstract state; check invariants on each.
+
+    Stops at the first state or transition that breaks an invariant (`first_violation`; its
+    violations are all reported), and past `max_states` states (then "the state space stays
+    bounded" is broken), so a broken table costs bounded time and memory."""
     started = time.perf_counter()
 
     def settings_of(mode: Mode) -> AppSettings:
@@ -308,16 +363,20 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
             seen[k] = Node(m, sockets)
             queue.append(k)
 
-    def violate(what: str, k: Key, event: str = "") -> None:
+    def violate(what: str, k: Key, event: str = "", rules: tuple[str, ...] = ()) -> None:
         if len(result.violations) < 50:
-            result.violations.append(Violation(what, describe(k), event))
+            result.violations.append(Violation(what, describe(k), event, rules))
 
-    while queue:
+    while queue and not (first_violation and result.violations):
         k = queue.popleft()
         node = seen[k]
+        if len(seen) > max_states:
+            result.violations.append(Violation("the state space stays bounded", describe(k),
+                                               f"more than {max_states} states"))
+            break
         for what in _state_violations(node.model, node.sockets):
             violate(what, k)
-        for event in _events_for(node.model):
+        for event, late in _all_events(node.model):
             result.events_tried += 1
             twin = _clone(node.model)
             try:
@@ -326,6 +385,16 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
                 result.refused_calls += 1
                 if key_of(twin, node.sockets) != k or twin.outbox:
                     violate("a refused call changes nothing", k, repr(event))
+                continue
+            except Exception as exc:  # noqa: BLE001 - the core's own assert: a verdict, not a crash
+                named = tuple(re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc)))  # the assert's own rule
+                violate("the core never fails its own checks", k, f"{event!r} ({type(exc).__name__}: {exc})",
+                        tuple(dict.fromkeys((*named, *rules_of(node.model, event, machine)))))
+                continue
+            if late:
+                if effects or key_of(twin, node.sockets) != k:
+                    violate("a late outcome of a closed socket or a cancelled timer changes nothing", k,
+                            f"late {event!r}")
                 continue
             sockets = _apply_sockets(node.sockets, event, effects)
             k2 = key_of(twin, sockets)
@@ -342,7 +411,8 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
                 if progress is not None and len(seen) % 500 == 0:
                     progress(len(seen))
     result.states = len(seen)
-    _check_progress(seen, world_edges, violate)
+    if not result.violations:
+        _check_progress(seen, world_edges, violate)
     result.seconds = time.perf_counter() - started
     return result
 
