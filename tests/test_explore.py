@@ -97,7 +97,7 @@ def test_the_exploration_stops_at_the_first_broken_invariant_and_stays_bounded(
 
 
 def test_late_outcomes_and_cancelled_timers_change_nothing() -> None:
-    from cometchat_fsm.conformance.mutants import by_id, applied
+    from cometchat_fsm.conformance.mutants import applied, by_id
 
     for mutant_id in ("R-late-outcomes", "R-cancelled-timers"):
         with applied(by_id()[mutant_id]):

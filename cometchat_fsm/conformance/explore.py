@@ -328,7 +328,7 @@ def rules_of(model: ClientModel, event: Event, machine: Machine | None) -> tuple
     twin = _clone(model)
     try:
         triggers = ROUTES[type(event)](twin, event)
-    except Exception:  # noqa: BLE001 - the route itself failed: blame the event's first row
+    except Exception:  # the route itself failed: blame the event's first row
         triggers = ()
     found: list[str] = []
     for trigger in triggers:
@@ -386,7 +386,7 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
                 if key_of(twin, node.sockets) != k or twin.outbox:
                     violate("a refused call changes nothing", k, repr(event))
                 continue
-            except Exception as exc:  # noqa: BLE001 - the core's own assert: a verdict, not a crash
+            except Exception as exc:  # the core's own assert: a verdict, not a crash
                 named = tuple(re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc)))  # the assert's own rule
                 violate("the core never fails its own checks", k, f"{event!r} ({type(exc).__name__}: {exc})",
                         tuple(dict.fromkeys((*named, *rules_of(node.model, event, machine)))))

@@ -107,13 +107,14 @@ def table_mutants(table: Sequence[Row] = TABLE) -> list[Mutant]:
         for i, cond in enumerate(r.when):
             when = r.when[:i] + r.when[i + 1:]
             out.append(Mutant(f"T{k}-unless:{cond.replace(' ', '_')}", "table",
-                              f"{where}: without condition {cond}", with_row(k, dataclasses.replace(r, when=when))))
-            negated = r.when[:i] + (_negate(cond),) + r.when[i + 1:]
+                              f"{where}: without condition {cond}",
+                              with_row(k, dataclasses.replace(r, when=when))))
+            negated = (*r.when[:i], _negate(cond), *r.when[i + 1:])
             out.append(Mutant(f"T{k}-negate:{cond.replace(' ', '_')}", "table",
                               f"{where}: condition {cond} negated",
                               with_row(k, dataclasses.replace(r, when=negated))))
         if k + 1 < len(rows) and rows[k + 1].trigger == r.trigger:
-            swapped = rows[:k] + (rows[k + 1], r) + rows[k + 2:]
+            swapped = (*rows[:k], rows[k + 1], r, *rows[k + 2:])
             out.append(Mutant(f"T{k}-swap", "table", f"{where}: swapped with row {k + 1}", swapped))
     return out
 
@@ -221,7 +222,8 @@ def route_mutants() -> list[Mutant]:
          ev.SocketClosed, _from_any_socket("socket_closed")),
         ("late-accept", "a closed socket's late acceptance is taken as the current socket's",
          ev.AuthAccepted, _from_any_socket("auth_accepted")),
-        ("late-pong", "a closed socket's late pong is taken", ev.PongReceived, _from_any_socket("pong_received")),
+        ("late-pong", "a closed socket's late pong is taken", ev.PongReceived,
+         _from_any_socket("pong_received")),
         ("cancelled-timers", "a timer that fires after it was cancelled is acted on", ev.TimerFired,
          _timer_unchecked),
         ("repeat-background", "a repeated background signal is acted on", ev.EnterBackground,
@@ -305,12 +307,15 @@ def action_mutants() -> list[Mutant]:
          _keepalive_no_pong_timer),
         ("close-attempt-unended", "close_socket", "closing mid-attempt never ends the attempt",
          _close_without_ending),
-        ("accept-unended", "succeed_attempt", "an accepted attempt is never reported ended", _succeed_silently),
-        ("fail-as-cancelled", "fail_attempt", "a failed attempt is reported as cancelled", _fail_as_cancelled),
+        ("accept-unended", "succeed_attempt", "an accepted attempt is never reported ended",
+         _succeed_silently),
+        ("fail-as-cancelled", "fail_attempt", "a failed attempt is reported as cancelled",
+         _fail_as_cancelled),
         ("pong-no-rearm", "take_pong", "a pong does not re-arm the keep-alive", _pong_without_rearm),
         ("reject-keeps-session", "reject_credentials", "a rejection keeps the stored session",
          _reject_keeps_session),
-        ("give-up-wrong-code", "give_up", "the give-up is reported with ERR_AUTH_REJECTED", _give_up_as_rejection),
+        ("give-up-wrong-code", "give_up", "the give-up is reported with ERR_AUTH_REJECTED",
+         _give_up_as_rejection),
         ("retry-uncounted", "schedule_retry", "retries are never counted", _schedule_uncounted),
         ("store-nothing", "store_session", "the session is never stored", _nothing),
         ("delete-nothing", "delete_session", "logout keeps the stored session", _nothing),

@@ -8,6 +8,7 @@ rule the oracle applied and carries the whole input sequence as a `simulate` scr
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,15 +131,23 @@ class LifecycleConformance(RuleBasedStateMachine):
         before = len(self.oracle.rules_hit)
         got_result: object = None
         got_error: CometChatException | None = None
+        crash: Exception | None = None
         try:
             got_result = on_sim(self.sim)
         except CometChatException as exc:
             got_error = exc
+        except Exception as exc:  # the core's own assert: a verdict, not a traceback
+            crash = exc
         expected = on_oracle(self.oracle) or Expected()
         self.oracle.advance(0)  # like the Simulation: what is due at this instant happens now
         rules = self.oracle.rules_hit[before:]
         self.context.hits.update(rules)
-        blame = rules[-1] if rules else self._rule_of_call(step.word)
+        if crash is not None:
+            self._fail(_crash_rule(crash, self.sim, rules), f"{step} crashed the client: "
+                                                             f"{type(crash).__name__}: {crash}")
+        # The rule that gives the expected answer (E2, D3, D4, ...), else the last one applied.
+        blame = expected.rule if (expected.result is not None or expected.error_code is not None) else \
+            (rules[-1] if rules else self._rule_of_call(step.word))
         if expected.error_code is not None:
             if got_error is None or (got_error.code, got_error.details) != (expected.error_code,
                                                                              expected.error_details):
@@ -259,6 +268,28 @@ class LifecycleConformance(RuleBasedStateMachine):
         self._do(pause, Step("refuse", flag), lambda s: s.server_refuse_login(flag),
                  lambda o: o.server_refuse_login(flag))
 
+    def _same_traffic(self, sim: Subject, oracle: Oracle) -> None:
+        """What the server receives (app pings, keep-alives) and how each attempt ended, where the
+        system under test can tell."""
+        server = getattr(sim, "server", None)
+        pings, keepalives = getattr(server, "pings", None), getattr(server, "keepalives", None)
+        if pings is not None and pings != oracle.pings:
+            self._fail("M3" if not oracle.auto else "D3",
+                       f"the server should have received {oracle.pings} app pings, received {pings}")
+        if keepalives is not None and keepalives != oracle.keepalives:
+            self._fail("D7", f"the server should have received {oracle.keepalives} keep-alives, "
+                             f"received {keepalives}")
+        attempts = getattr(sim, "attempts", None)
+        if attempts is None:
+            return
+        got = [("" if error is None else error.code) for _, error in attempts]
+        want = [code for code, _ in oracle.attempts]
+        if got != want:
+            i = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                     min(len(got), len(want)))
+            rule = oracle.attempts[i][1] if i < len(want) else oracle.socket_rule
+            self._fail(rule, f"attempt #{i + 1} should end {_outcome(want, i)}, ended {_outcome(got, i)}")
+
     # --- The invariant --------------------------------------------------------------------------
     @invariant()
     def agrees_with_the_rules(self) -> None:
@@ -276,26 +307,43 @@ class LifecycleConformance(RuleBasedStateMachine):
             # that of a retry after failed attempts); an extra one: D6a for a retry before its time,
             # else the last rule the oracle applied.
             note = oracle.notes[i] if i < len(oracle.notes) else None
-            if note is None:
+            if note is None:  # one the rules do not expect: the rule behind the status now breaks
                 early_retry = got[i][1] == "on_connecting" and oracle.retry_window() is not None
-                rule_id = "D6a" if early_retry else _last_rule(oracle)
+                rule_id = "D6a" if early_retry else _status_rule(oracle)
             else:
                 rule_id = "D6a" if note.slack_us else note.rule
             self._fail(rule_id, f"notifications differ from #{i}: expected {_fmt(want[i:i + 3])}, "
                                 f"got {_fmt(got[i:i + 3])}")
         if sim.status.value != oracle.status:
-            self._fail((oracle.rules_hit or ["D11"])[-1],
-                       f"status should be {oracle.status}, is {sim.status.value}")
+            self._fail(_status_rule(oracle), f"status should be {oracle.status}, is {sim.status.value}")
         if sim.open_sockets is not None and sim.open_sockets != oracle.open_sockets:
             second = sim.open_sockets > max(1, oracle.open_sockets)  # D4: never a second socket
-            self._fail("D4" if second else _last_rule(oracle),
+            self._fail("D4" if second else oracle.socket_rule,
                        f"open sockets should be {oracle.open_sockets}, are {sim.open_sockets}")
+        self._same_traffic(sim, oracle)
         unobserved: frozenset[str] = getattr(sim, "unobserved", frozenset())  # what a driver lacks
         if "user" not in unobserved and sim.logged_in_user != oracle.logged_in:
             self._fail("D9" if oracle.logged_in is None else "L1",
                        f"logged-in user should be {oracle.logged_in}, is {sim.logged_in_user}")
         if "stored" not in unobserved and sim.stored_user != oracle.stored:
             self._fail("L1", f"stored session should be {oracle.stored}, is {sim.stored_user}")
+
+
+def _status_rule(oracle: Oracle) -> str:
+    """The rule behind the oracle's status now: the one a wrong status or an unexpected notification
+    breaks (a manual background connection is held by its window, M2)."""
+    if oracle.status in ("connected", "featureThrottled") and "window" in oracle.deadlines \
+            and oracle.status_rule != "D12":
+        return "M2"
+    return oracle.status_rule
+
+
+def _crash_rule(exc: Exception, sim: Subject, rules: list[str]) -> str:
+    """The rule a crash of the core breaks: the one its assert names, else the last one applied."""
+    named = re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc))
+    if named:
+        return str(named[0])
+    return next((r for r in reversed(rules) if r not in ("D11", "E2")), "D4")
 
 
 def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]], tol: int) -> bool:
@@ -306,6 +354,12 @@ def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]], tol: in
 def _last_rule(oracle: Oracle) -> str:
     """The last rule the oracle applied, past the bookkeeping ones (D11 notifications, E2 answers)."""
     return next((r for r in reversed(oracle.rules_hit) if r not in ("D11", "E2")), "D11")
+
+
+def _outcome(codes: list[str], i: int) -> str:
+    if i >= len(codes):
+        return "not at all (no outcome reported)"
+    return "connected" if codes[i] == "" else f"with {codes[i]}"
 
 
 def _fmt(notes: list[tuple[int, str]]) -> str:
