@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cometchat_fsm.core import errors, lifecycle, model
-from cometchat_fsm.core.backoff import backoff_ceiling
+from cometchat_fsm.core.backoff import backoff_ceiling, backoff_delay
 from cometchat_fsm.core.effects import AttemptEnded, CloseSocket, Notify, SendKeepAlive
 from cometchat_fsm.core.events import Timer
 from cometchat_fsm.core.lifecycle import TABLE, Row
@@ -288,7 +288,7 @@ def _give_up_as_rejection(self: ClientModel) -> None:
 
 def _schedule_uncounted(self: ClientModel) -> None:
     s = self.settings
-    delay = model.backoff_delay(self.retries, self.random(), base=s.backoff_base, cap=s.backoff_cap,
+    delay = backoff_delay(self.retries, self.random(), base=s.backoff_base, cap=s.backoff_cap,
                                 retry_after=self.retry_after)
     self._start(Timer.RETRY, delay)
 

@@ -224,7 +224,7 @@ def build_machine(table: Sequence[Row] = TABLE) -> Machine:
         ignore_invalid_triggers=True,
         send_event=False,
     )
-    machine.table = tuple(table)
+    machine.table = tuple(table)  # type: ignore[attr-defined]
     return machine
 
 
