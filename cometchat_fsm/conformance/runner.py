@@ -23,6 +23,7 @@ from cometchat_fsm.conformance.stateful import (
     hypothesis_settings,
     make_machine,
     run_machine,
+    scenarios_of,
 )
 from cometchat_fsm.core.errors import CometChatException
 
@@ -71,8 +72,8 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
                out: TextIO | None = None, first_failure: bool = False) -> CheckReport:
     """Run the three checks against `machine` (default: the real table) and collect the report.
 
-    With `first_failure` the later checks are skipped once one has failed (the mutation run only
-    needs to know that check fails, and which rules it names)."""
+    With `first_failure` the later checks are skipped once one has failed, and a divergence is not
+    shrunk (the mutation run only needs to know that check fails, and which rules it names)."""
     started = time.perf_counter()
 
     def say(text: str) -> None:
@@ -133,8 +134,9 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
         if n % every == 0:
             say(f"      {n} examples")
 
-    context = RunContext(specs=specs, machine=machine, progress=progress)
-    divergence = run_machine(make_machine(context), hypothesis_settings(profile), seed)
+    context = RunContext(specs=specs, machine=machine, progress=progress, scenarios=scenarios_of(specs))
+    given = hypothesis_settings(profile, shrink=not first_failure)
+    divergence = run_machine(make_machine(context), given, seed)
     for rid, n in context.hits.items():
         if rid in rows:
             rows[rid].random_hits += n

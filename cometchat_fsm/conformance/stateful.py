@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import hypothesis
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, reject, settings
+from hypothesis import HealthCheck, Phase, reject, settings
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, initialize, invariant, rule
 from transitions import Machine
@@ -25,7 +25,7 @@ from cometchat_fsm.conformance.specs import Specs
 from cometchat_fsm.conformance.subject import Subject, SubjectFactory, simulation_subject
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.settings import AppSettings
-from cometchat_fsm.sim.script import Step
+from cometchat_fsm.sim.script import Step, parse
 
 EDGES = (0.0, 0.001, 0.5, 1.0, 2.999, 3.0, 3.001, 9.999, 10.0, 14.999, 15.0, 15.001, 18.0,
          29.999, 30.0, 30.001, 45.0)
@@ -41,6 +41,41 @@ HINTS = st.sampled_from((None, None, 0.5, 5.0, 40.0))
 ORACLE_HINTS = st.one_of(HINTS, st.just(1_000_000.0))
 #: How long a flapping server keeps each accepted socket: either side of stable_after (D14).
 FLAPS = st.sampled_from((None, None, 0.05, 1.0, 9.999, 10.0))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A prefix the random run may start from: one example of specs/rules.toml, its `given` then
+    its `when`, in its mode and with its attempt limit. Random steps continue from there, so the
+    run reaches the depth the examples describe (a retry pending while offline, a relaunch while
+    offline, six failed attempts, ...) in every run, not by chance."""
+
+    source: str  # "D6a example 2"
+    mode: str
+    limit: int | None
+    steps: tuple[Step, ...]
+
+
+#: Scenarios longer than this (virtual seconds of waits) are left out: they cost more than they add.
+SCENARIO_SECONDS = 3_600.0
+
+
+def scenarios_of(specs: Specs) -> tuple[Scenario, ...]:
+    """Every example of an active rule the oracle can follow (default timing figures and init)."""
+    found = []
+    for r in specs.rules:
+        if r.status != "active":
+            continue
+        for ex in r.examples:
+            if ex.init is not None or set(ex.settings) - {"max_reconnect_attempts"}:
+                continue
+            steps = (*parse(ex.given), *parse(ex.when))
+            if not steps or sum(float(s.arg or 0.0) for s in steps if s.word == "wait") > SCENARIO_SECONDS:
+                continue
+            limit = ex.settings.get("max_reconnect_attempts")
+            found.append(Scenario(f"{r.id} example {ex.index}", ex.mode,
+                                  None if limit is None else int(limit), steps))
+    return tuple(found)
 
 
 class Divergence(AssertionError):
@@ -84,6 +119,8 @@ class RunContext:
     #: How far (microseconds) a notification's time may be from the oracle's: a driver's clock may
     #: sleep exact floats where the oracle rounds each random delay to a whole microsecond.
     tolerance_us: int = 0
+    #: Prefixes an example may start from (steering, see `Scenario`); empty: none.
+    scenarios: tuple[Scenario, ...] = ()
 
 
 class LifecycleConformance(RuleBasedStateMachine):
@@ -102,10 +139,15 @@ class LifecycleConformance(RuleBasedStateMachine):
 
     @initialize(auto=st.booleans(), seed=st.integers(0, 2**16),
                 limit=st.sampled_from((None, None, None, 0, 2)),
-                prelude=st.sampled_from(("", "login", "login+connect", "login+connect")))
-    def start(self, auto: bool, seed: int, limit: int | None, prelude: str) -> None:
-        """A fresh client; most examples start logged in and connected, where most rules live."""
+                prelude=st.sampled_from(("", "login", "login+connect", "login+connect")), data=st.data())
+    def start(self, auto: bool, seed: int, limit: int | None, prelude: str, data: st.DataObject) -> None:
+        """A fresh client; most examples start logged in and connected, where most rules live; a
+        third start from one of the specs' examples (`Scenario`)."""
         ctx = self.context
+        scenario = None
+        if ctx.scenarios and data.draw(st.integers(0, 2), label="from an example") == 2:
+            scenario = data.draw(st.sampled_from(ctx.scenarios), label="scenario")
+            auto, limit, prelude = scenario.mode == "auto", scenario.limit, ""
         ctx.examples += 1
         if ctx.progress is not None:
             ctx.progress(ctx.examples)
@@ -121,6 +163,25 @@ class LifecycleConformance(RuleBasedStateMachine):
             self.login("alice", 0.0)
         if prelude == "login+connect":
             self.connect(0.0)
+        for step in scenario.steps if scenario is not None else ():
+            self._replay(step)
+            self.agrees_with_the_rules()
+
+    def _replay(self, step: Step) -> None:
+        """One step of a scenario, as the rule of the same word would take it."""
+        word, arg = step.word, step.arg
+        if word == "wait":
+            self.wait(float(arg or 0.0))
+        elif word == "login":
+            self.login(str(arg), 0.0)
+        elif word in ("reject", "throttle", "refuse"):
+            getattr(self, word)(bool(arg), 0.0)
+        elif word == "latency":
+            self.latency(float(arg or 0.0), 0.0)
+        elif word in ("overload", "flap"):
+            getattr(self, word)(None if arg is None else float(arg), 0.0)
+        else:
+            getattr(self, word)(0.0)
 
     # --- Driving both sides ---------------------------------------------------------------------
     def _do(self, pause: float, step: Step, on_sim: Callable[[Subject], object],
@@ -393,7 +454,10 @@ PROFILES: dict[str, tuple[int, int]] = {  # name -> (examples, max steps per exa
 }
 
 
-def hypothesis_settings(profile: str) -> settings:
+def hypothesis_settings(profile: str, *, shrink: bool = True) -> settings:
+    """The profile's settings; no example database, so a seed alone determines the run. Without
+    `shrink` a divergence is reported as found (the mutation run only needs to know there is one)."""
     examples, steps = PROFILES[profile]
+    phases = tuple(p for p in Phase if shrink or p not in (Phase.shrink, Phase.explain))
     return settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck), print_blob=False)
+                    suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
