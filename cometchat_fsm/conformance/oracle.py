@@ -111,6 +111,8 @@ class Oracle:
     draw: Callable[[], float] | None = None
     #: Every status change: (time in us, status), for checking observed statuses.
     status_log: list[tuple[int, str]] = field(default_factory=list)
+    #: The same with the rule behind each status: (time in us, status, rule).
+    status_history: list[tuple[int, str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -140,11 +142,25 @@ class Oracle:
         if status != self.status:
             self.status, self.status_rule = status, rule
             self.status_log.append((self.now, status))
+            self.status_history.append((self.now, status, rule))
             name = {"connecting": "on_connecting", "connected": "on_connected",
                     "disconnected": "on_disconnected", "featureThrottled": "on_feature_throttled"}[status]
             self.notes.append(Note(self.now, name, rule))
             self.hit("D11")
         self.hit(rule)
+
+    def status_blame(self, t_us: int | None = None, observed: str | None = None) -> str:
+        """The rule whose expectation an observation contradicting the status at `t_us` (default:
+        now) breaks: the rule that set that status, D12 where throttling is involved either way,
+        and M2 for a connection a manual background window still holds."""
+        t = self.now if t_us is None else t_us
+        held = [(status, rule) for at, status, rule in self.status_history if at <= t]
+        status, rule = held[-1] if held else ("disconnected", "D11")
+        if "featureThrottled" in (status, observed):
+            return "D12"
+        if status == "connected" and self.deadlines.get("window", -1) > t:
+            return "M2"
+        return rule
 
     def error_note(self, rule: str) -> None:
         self.notes.append(Note(self.now, "on_connection_error", rule))
@@ -448,6 +464,8 @@ class Oracle:
         self.foreground = True
         self.status = "disconnected"  # a new process: no listener is told about the old one
         self.status_log.append((self.now, "disconnected"))
+        self.status_history.append((self.now, "disconnected", "L2"))
+        self.status_rule = "L2"
         if self.stored is not None:
             self.user = self.stored
             self._after_login("L2")

@@ -376,7 +376,8 @@ class LifecycleConformance(RuleBasedStateMachine):
             self._fail(rule_id, f"notifications differ from #{i}: expected {_fmt(want[i:i + 3])}, "
                                 f"got {_fmt(got[i:i + 3])}")
         if sim.status.value != oracle.status:
-            self._fail(_status_rule(oracle), f"status should be {oracle.status}, is {sim.status.value}")
+            self._fail(_status_rule(oracle, sim.status.value),
+                       f"status should be {oracle.status}, is {sim.status.value}")
         if sim.open_sockets is not None and sim.open_sockets != oracle.open_sockets:
             second = sim.open_sockets > max(1, oracle.open_sockets)  # D4: never a second socket
             self._fail("D4" if second else oracle.socket_rule,
@@ -390,13 +391,10 @@ class LifecycleConformance(RuleBasedStateMachine):
             self._fail("L1", f"stored session should be {oracle.stored}, is {sim.stored_user}")
 
 
-def _status_rule(oracle: Oracle) -> str:
-    """The rule behind the oracle's status now: the one a wrong status or an unexpected notification
-    breaks (a manual background connection is held by its window, M2)."""
-    if oracle.status in ("connected", "featureThrottled") and "window" in oracle.deadlines \
-            and oracle.status_rule != "D12":
-        return "M2"
-    return oracle.status_rule
+def _status_rule(oracle: Oracle, observed: str | None = None) -> str:
+    """The rule behind the oracle's status now: the one a wrong status, or a notification that
+    should not be, breaks (Oracle.status_blame)."""
+    return oracle.status_blame(observed=observed)
 
 
 def _crash_rule(exc: Exception, sim: Subject, rules: list[str]) -> str:

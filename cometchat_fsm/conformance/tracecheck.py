@@ -100,15 +100,16 @@ class _Checker:
         self.match_pending()
         for t_exp, name, rule in self.unmatched():
             if t_exp + self.tol < t_us:
-                self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s", f"nothing by {t_us / US:.3f} s", line)
+                self.fail(rule, t_exp, f"{name} at {t_exp / US:.3f} s", f"nothing by {t_us / US:.3f} s"
+                          + _late_hint(name, t_us - t_exp), line)
         for t_obs, obs in self.pending:
             if t_obs + self.tol < t_us:
                 if self.oracle.rejected:
                     rule = "D16"  # a socket opened with credentials the server rejected
                 elif obs.name == "on_connecting":
                     rule = "D6a"
-                else:
-                    rule = (self.oracle.rules_hit or ["D11"])[-1]
+                else:  # the rule behind the status it contradicts (M2 for a held background window)
+                    rule = self.oracle.status_blame(t_obs)
                 self.fail(rule, t_obs, f"no {obs.name} at {t_obs / US:.3f} s", obs.name, obs.line)
         while self.statuses and self.statuses[0][0] + self.tol < t_us:
             self.check_status(*self.statuses.pop(0))
@@ -137,7 +138,7 @@ class _Checker:
         statuses = {before[-1] if before else "disconnected"}
         statuses |= {s for at, s in log if t_us - self.tol < at <= t_us + self.tol}
         if obs.status not in statuses:
-            rule = next((n.rule for n in reversed(self.oracle.notes) if n.time_us <= t_us + self.tol), "D11")
+            rule = self.oracle.status_blame(t_us, obs.status)
             self.fail(rule, t_us, f"status {' or '.join(sorted(statuses))}", f"status {obs.status}", obs.line)
 
     def apply_input(self, t_us: int, item: Input) -> None:
@@ -166,6 +167,14 @@ class _Checker:
             self.fail(rule, t_us, f"{item.name} to {'fail with ' + str(code) if code else 'succeed'}",
                       f"{item.name} failed with {item.error}", item.line)
         o.advance(0)
+
+
+def _late_hint(name: str, late_us: int) -> str:
+    """A connection seen up to connect_timeout late is most likely a real server's latency."""
+    if name in ("on_connecting", "on_connected") and late_us <= 10 * US:
+        return (" (if the implementation waits for a real server, declare its latency with a "
+                "server_latency input, or widen --tolerance)")
+    return ""
 
 
 def check_trace(trace: Trace, specs: Specs, *, tolerance: float = 0.5) -> TraceVerdict:
