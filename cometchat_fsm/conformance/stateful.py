@@ -139,8 +139,10 @@ class LifecycleConformance(RuleBasedStateMachine):
 
     @initialize(auto=st.booleans(), seed=st.integers(0, 2**16),
                 limit=st.sampled_from((None, None, None, 0, 2)),
-                prelude=st.sampled_from(("", "login", "login+connect", "login+connect")), data=st.data())
-    def start(self, auto: bool, seed: int, limit: int | None, prelude: str, data: st.DataObject) -> None:
+                prelude=st.sampled_from(("", "login", "login+connect", "login+connect")), late=st.booleans(),
+                data=st.data())
+    def start(self, auto: bool, seed: int, limit: int | None, prelude: str, late: bool,
+              data: st.DataObject) -> None:
         """A fresh client; most examples start logged in and connected, where most rules live; a
         third start from one of the specs' examples (`Scenario`)."""
         ctx = self.context
@@ -159,6 +161,8 @@ class LifecycleConformance(RuleBasedStateMachine):
         self.limit = limit
         self.sim = ctx.subject(app, seed, ctx.machine)
         self.oracle = Oracle(ctx.specs, auto=auto, seed=seed, max_reconnect_attempts=limit)
+        if late and hasattr(self.sim, "deliver_late"):  # a real event loop's late deliveries
+            self._do(0.0, Step("late", True), lambda s: s.deliver_late(True), lambda o: None)  # type: ignore[attr-defined]
         if prelude:
             self.login("alice", 0.0)
         if prelude == "login+connect":
