@@ -11,8 +11,8 @@ figure, a route, an action); nothing is ever written to disk. The set is derived
 - **route**: a precondition or a filter of `lifecycle.ROUTES` removed.
 - **action**: an action of `ClientModel` that records nothing, or records the wrong thing.
 
-Mutant IDs are stable while the table is: `T<row>-<kind>[:<what>]`, `C-<setting>`, `B-...`,
-`R-...`, `A-...`.
+Mutant IDs stay the same while rows of other triggers come and go: `<trigger>.<n>-<kind>[:<what>]`
+for the n-th row of a trigger, `C-<setting>`, `B-...`, `R-...`, `A-...`.
 """
 
 from __future__ import annotations
@@ -94,28 +94,34 @@ def table_mutants(table: Sequence[Row] = TABLE) -> list[Mutant]:
     def with_row(k: int, new: Row | None) -> tuple[Row, ...]:
         return rows[:k] + ((new,) if new is not None else ()) + rows[k + 1:]
 
+    nth: dict[str, int] = {}
     for k, r in enumerate(rows):
         where = describe_row(k, r)
-        out.append(Mutant(f"T{k}-delete", "table", f"{where}: deleted", with_row(k, None)))
-        dest = REDIRECT[r.dest]
-        out.append(Mutant(f"T{k}-dest:{dest.value}", "table", f"{where}: goes to {dest.value}",
-                          with_row(k, dataclasses.replace(r, dest=dest))))
+        nth[r.trigger] = nth.get(r.trigger, 0) + 1
+        tid = f"{r.trigger}.{nth[r.trigger]}"  # stable while rows of other triggers come and go
+        out.append(Mutant(f"{tid}-delete", "table", f"{where}: deleted", with_row(k, None)))
+        dests = [REDIRECT[r.dest]]
+        if r.dest is None and r.source[0] not in dests:  # an internal row made a real transition
+            dests.append(r.source[0])
+        for dest in dests:
+            out.append(Mutant(f"{tid}-dest:{dest.value}", "table", f"{where}: goes to {dest.value}",
+                              with_row(k, dataclasses.replace(r, dest=dest))))
         for i, action in enumerate(r.do):
             do = r.do[:i] + r.do[i + 1:]
-            out.append(Mutant(f"T{k}-drop:{action}", "table", f"{where}: without {action}",
+            out.append(Mutant(f"{tid}-drop:{action}", "table", f"{where}: without {action}",
                               with_row(k, dataclasses.replace(r, do=do))))
         for i, cond in enumerate(r.when):
             when = r.when[:i] + r.when[i + 1:]
-            out.append(Mutant(f"T{k}-unless:{cond.replace(' ', '_')}", "table",
+            out.append(Mutant(f"{tid}-unless:{cond.replace(' ', '_')}", "table",
                               f"{where}: without condition {cond}",
                               with_row(k, dataclasses.replace(r, when=when))))
             negated = (*r.when[:i], _negate(cond), *r.when[i + 1:])
-            out.append(Mutant(f"T{k}-negate:{cond.replace(' ', '_')}", "table",
+            out.append(Mutant(f"{tid}-negate:{cond.replace(' ', '_')}", "table",
                               f"{where}: condition {cond} negated",
                               with_row(k, dataclasses.replace(r, when=negated))))
         if k + 1 < len(rows) and rows[k + 1].trigger == r.trigger:
             swapped = (*rows[:k], rows[k + 1], r, *rows[k + 2:])
-            out.append(Mutant(f"T{k}-swap", "table", f"{where}: swapped with row {k + 1}", swapped))
+            out.append(Mutant(f"{tid}-swap", "table", f"{where}: swapped with row {k + 1}", swapped))
     return out
 
 
