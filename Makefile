@@ -29,7 +29,7 @@ check: $(STAMP)
 # Every systematic mutant of the core against `check` (quick, then ci), two processes at a time,
 # each bounded in time and memory; prints the score and every survivor (docs/mutation.md).
 mutation: $(STAMP)
-	$(BIN)/python -m cometchat_fsm.conformance.mutation --jobs 2
+	$(BIN)/python -m cometchat_fsm.conformance.mutation --jobs 2 --doc docs/mutation.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; core=$$?; \

@@ -39,6 +39,7 @@ from cometchat_fsm.conformance.explore import (
     late_events,
 )
 from cometchat_fsm.conformance.mutants import Mutant, all_mutants, applied, by_id
+from cometchat_fsm.conformance.mutation_doc import markdown
 from cometchat_fsm.conformance.specs import Specs, load_specs
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.events import Event, SocketClosed
@@ -280,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="mutant IDs (default: all)")
     parser.add_argument("--json", help="also write every verdict to this file")
+    parser.add_argument("--doc", help="also write the report as Markdown to this file (docs/mutation.md)")
     args = parser.parse_args(argv)
     table = by_id()
     if args.one is not None:
@@ -297,9 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.jobs} at a time", flush=True)
     verdicts = run_all(mutants, jobs=args.jobs, seed=args.seed, say=lambda t: print(t, flush=True))
     print(render(verdicts, mutants, time.perf_counter() - started))
+    seconds = time.perf_counter() - started
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump([asdict(v) for v in verdicts], f, indent=1)
+    if args.doc:
+        with open(args.doc, "w", encoding="utf-8") as f:
+            summary = render(verdicts, mutants, seconds).splitlines()[0]
+            f.write(markdown(verdicts, mutants, summary, args.jobs))
     missed = [v for v in verdicts if not v.killed and not v.equivalent]
     relevant = len(verdicts) - sum(1 for v in verdicts if not v.killed and v.equivalent)
     return 0 if relevant == 0 or 1 - len(missed) / relevant >= 0.98 else 1
