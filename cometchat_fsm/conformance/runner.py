@@ -23,8 +23,8 @@ from cometchat_fsm.conformance.stateful import (
     hypothesis_settings,
     make_machine,
     run_machine,
-    scenarios_of,
 )
+from cometchat_fsm.conformance.steering import scenarios_of
 from cometchat_fsm.core.errors import CometChatException
 
 

@@ -8,7 +8,6 @@ rule the oracle applied and carries the whole input sequence as a `simulate` scr
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +21,18 @@ from transitions import Machine
 
 from cometchat_fsm.conformance.oracle import Expected, Oracle
 from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.conformance.steering import (
+    Scenario,
+    crash_rule,
+    fmt,
+    outcome,
+    same_notes,
+    status_rule,
+)
 from cometchat_fsm.conformance.subject import Subject, SubjectFactory, simulation_subject
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.settings import AppSettings
-from cometchat_fsm.sim.script import Step, parse
+from cometchat_fsm.sim.script import Step
 
 EDGES = (0.0, 0.001, 0.5, 1.0, 2.999, 3.0, 3.001, 9.999, 10.0, 14.999, 15.0, 15.001, 18.0,
          29.999, 30.0, 30.001, 45.0)
@@ -41,41 +48,6 @@ HINTS = st.sampled_from((None, None, 0.5, 5.0, 40.0))
 ORACLE_HINTS = st.one_of(HINTS, st.just(1_000_000.0))
 #: How long a flapping server keeps each accepted socket: either side of stable_after (D14).
 FLAPS = st.sampled_from((None, None, 0.05, 1.0, 9.999, 10.0))
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A prefix the random run may start from: one example of specs/rules.toml, its `given` then
-    its `when`, in its mode and with its attempt limit. Random steps continue from there, so the
-    run reaches the depth the examples describe (a retry pending while offline, a relaunch while
-    offline, six failed attempts, ...) in every run, not by chance."""
-
-    source: str  # "D6a example 2"
-    mode: str
-    limit: int | None
-    steps: tuple[Step, ...]
-
-
-#: Scenarios longer than this (virtual seconds of waits) are left out: they cost more than they add.
-SCENARIO_SECONDS = 3_600.0
-
-
-def scenarios_of(specs: Specs) -> tuple[Scenario, ...]:
-    """Every example of an active rule the oracle can follow (default timing figures and init)."""
-    found = []
-    for r in specs.rules:
-        if r.status != "active":
-            continue
-        for ex in r.examples:
-            if ex.init is not None or set(ex.settings) - {"max_reconnect_attempts"}:
-                continue
-            steps = (*parse(ex.given), *parse(ex.when))
-            if not steps or sum(float(s.arg or 0.0) for s in steps if s.word == "wait") > SCENARIO_SECONDS:
-                continue
-            limit = ex.settings.get("max_reconnect_attempts")
-            found.append(Scenario(f"{r.id} example {ex.index}", ex.mode,
-                                  None if limit is None else int(limit), steps))
-    return tuple(found)
 
 
 class Divergence(AssertionError):
@@ -208,7 +180,7 @@ class LifecycleConformance(RuleBasedStateMachine):
         rules = self.oracle.rules_hit[before:]
         self.context.hits.update(rules)
         if crash is not None:
-            self._fail(_crash_rule(crash, self.sim, rules), f"{step} crashed the client: "
+            self._fail(crash_rule(crash, rules), f"{step} crashed the client: "
                                                              f"{type(crash).__name__}: {crash}")
         # The rule that gives the expected answer (E2, D3, D4, ...), else the last one applied.
         blame = expected.rule if (expected.result is not None or expected.error_code is not None) else \
@@ -353,7 +325,7 @@ class LifecycleConformance(RuleBasedStateMachine):
             i = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
                      min(len(got), len(want)))
             rule = oracle.attempts[i][1] if i < len(want) else oracle.socket_rule
-            self._fail(rule, f"attempt #{i + 1} should end {_outcome(want, i)}, ended {_outcome(got, i)}")
+            self._fail(rule, f"attempt #{i + 1} should end {outcome(want, i)}, ended {outcome(got, i)}")
 
     # --- The invariant --------------------------------------------------------------------------
     @invariant()
@@ -364,9 +336,9 @@ class LifecycleConformance(RuleBasedStateMachine):
         got = [(round(t * 1_000_000), name) for t, name in sim.notifications]
         want = [(n.time_us, n.name) for n in oracle.notes]
         tol = self.context.tolerance_us
-        if not _same_notes(got, want, tol):
+        if not same_notes(got, want, tol):
             pairs = enumerate(zip(got, want, strict=False))
-            i = next((i for i, (a, b) in pairs if not _same_notes([a], [b], tol)),
+            i = next((i for i, (a, b) in pairs if not same_notes([a], [b], tol)),
                      min(len(got), len(want)))
             # A missing or different notification: the rule that expected it (D6a when its time is
             # that of a retry after failed attempts); an extra one: D6a for a retry before its time,
@@ -374,13 +346,13 @@ class LifecycleConformance(RuleBasedStateMachine):
             note = oracle.notes[i] if i < len(oracle.notes) else None
             if note is None:  # one the rules do not expect: the rule behind the status now breaks
                 early_retry = got[i][1] == "on_connecting" and oracle.retry_window() is not None
-                rule_id = "D6a" if early_retry else _status_rule(oracle)
+                rule_id = "D6a" if early_retry else status_rule(oracle)
             else:
                 rule_id = "D6a" if note.slack_us else note.rule
-            self._fail(rule_id, f"notifications differ from #{i}: expected {_fmt(want[i:i + 3])}, "
-                                f"got {_fmt(got[i:i + 3])}")
+            self._fail(rule_id, f"notifications differ from #{i}: expected {fmt(want[i:i + 3])}, "
+                                f"got {fmt(got[i:i + 3])}")
         if sim.status.value != oracle.status:
-            self._fail(_status_rule(oracle, sim.status.value),
+            self._fail(status_rule(oracle, sim.status.value),
                        f"status should be {oracle.status}, is {sim.status.value}")
         if sim.open_sockets is not None and sim.open_sockets != oracle.open_sockets:
             second = sim.open_sockets > max(1, oracle.open_sockets)  # D4: never a second socket
@@ -393,40 +365,6 @@ class LifecycleConformance(RuleBasedStateMachine):
                        f"logged-in user should be {oracle.logged_in}, is {sim.logged_in_user}")
         if "stored" not in unobserved and sim.stored_user != oracle.stored:
             self._fail("L1", f"stored session should be {oracle.stored}, is {sim.stored_user}")
-
-
-def _status_rule(oracle: Oracle, observed: str | None = None) -> str:
-    """The rule behind the oracle's status now: the one a wrong status, or a notification that
-    should not be, breaks (Oracle.status_blame)."""
-    return oracle.status_blame(observed=observed)
-
-
-def _crash_rule(exc: Exception, sim: Subject, rules: list[str]) -> str:
-    """The rule a crash of the core breaks: the one its assert names, else the last one applied."""
-    named = re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc))
-    if named:
-        return str(named[0])
-    return next((r for r in reversed(rules) if r not in ("D11", "E2")), "D4")
-
-
-def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]], tol: int) -> bool:
-    return len(got) == len(want) and all(
-        a[1] == b[1] and abs(a[0] - b[0]) <= tol for a, b in zip(got, want, strict=True))
-
-
-def _last_rule(oracle: Oracle) -> str:
-    """The last rule the oracle applied, past the bookkeeping ones (D11 notifications, E2 answers)."""
-    return next((r for r in reversed(oracle.rules_hit) if r not in ("D11", "E2")), "D11")
-
-
-def _outcome(codes: list[str], i: int) -> str:
-    if i >= len(codes):
-        return "not at all (no outcome reported)"
-    return "connected" if codes[i] == "" else f"with {codes[i]}"
-
-
-def _fmt(notes: list[tuple[int, str]]) -> str:
-    return ", ".join(f"{name}@{t / 1_000_000:g}" for t, name in notes) or "nothing"
 
 
 def run_machine(machine: type[LifecycleConformance], given: settings, seed: int) -> Divergence | None:
