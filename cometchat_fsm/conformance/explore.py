@@ -238,7 +238,15 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
     seen: dict[Key, Node] = {}
     queue: deque[Key] = deque()
     world_edges: dict[Key, set[Key]] = {}  # edges taken without any app call or platform signal
-    for m in initial_models(settings_of, machine):
+    try:
+        starts = initial_models(settings_of, machine)
+    except Exception as exc:  # the core fails its own check on a fresh client: a verdict all the same
+        named = tuple(re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc)))
+        result.violations.append(Violation("the core never fails its own checks", "a fresh client",
+                                           f"({type(exc).__name__}: {exc})", named or ("L2", "D6")))
+        result.seconds = time.perf_counter() - started
+        return result
+    for m in starts:
         sockets = frozenset({m.socket}) if m.socket is not None else frozenset()
         k = key_of(m, sockets)
         if k not in seen:

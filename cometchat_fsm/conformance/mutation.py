@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import TextIO
 
 from transitions import Machine
 
@@ -119,7 +120,11 @@ def behaviour(limit: int | None, machine: Machine | None = None,
     seen: dict[Key, tuple[ClientModel, frozenset[int]]] = {}
     out: Behaviour = {}
     queue: deque[Key] = deque()
-    for m in initial_models(settings_of, machine):
+    try:
+        starts = initial_models(settings_of, machine)
+    except Exception as exc:  # the core crashed on a fresh client: not the same behaviour
+        return out, f"crashed on a fresh client: {exc}"
+    for m in starts:
         sockets = frozenset({m.socket}) if m.socket is not None else frozenset()
         k = key_of(m, sockets)
         if k not in seen:
@@ -228,7 +233,7 @@ BATCH = 8
 
 
 def run_all(mutants: Sequence[Mutant], *, jobs: int = 2, seed: int = 0,
-            say: Callable[[str], None] = print) -> list[Verdict]:
+            say: Callable[[str], None] = print, log: TextIO | None = None) -> list[Verdict]:
     """Quick for all, ci for quick's survivors, then the equivalence of what survives both."""
     verdicts: dict[str, Verdict] = {}
     todo = [m.id for m in mutants]
@@ -241,11 +246,15 @@ def run_all(mutants: Sequence[Mutant], *, jobs: int = 2, seed: int = 0,
             for batch in runs:
                 for v in batch:
                     verdicts[v.id] = v
+                    if log is not None:
+                        log.write(json.dumps(asdict(v)) + "\n")
+                        log.flush()
                 n += len(batch)
                 say(f"  {profile}: {n}/{len(todo)} mutants run")
         todo = [i for i in todo if not verdicts[i].killed]
     table = by_id()
     for i in todo:
+        say(f"  equivalence of {i}")
         verdicts[i].equivalent = equivalence(table[i])
         if not verdicts[i].equivalent:
             verdicts[i].detail = difference(table[i])
@@ -297,7 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"{len(mutants)} mutants of the core against `cometchat-fsm check` (quick, then ci), "
           f"{args.jobs} at a time", flush=True)
-    verdicts = run_all(mutants, jobs=args.jobs, seed=args.seed, say=lambda t: print(t, flush=True))
+    log = open(args.json + ".log", "w", encoding="utf-8") if args.json else None
+    try:
+        verdicts = run_all(mutants, jobs=args.jobs, seed=args.seed, say=lambda t: print(t, flush=True),
+                           log=log)
+    finally:
+        if log is not None:
+            log.close()
     print(render(verdicts, mutants, time.perf_counter() - started))
     seconds = time.perf_counter() - started
     if args.json:
