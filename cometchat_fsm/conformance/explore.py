@@ -29,6 +29,7 @@ from cometchat_fsm.conformance.invariants import (
     INVARIANT_RULES,
     INVARIANTS,
     PLATFORM_TYPES,
+    SETTLED_COUNT,
     state_violations,
     transition_violations,
 )
@@ -124,11 +125,11 @@ def key_of(m: ClientModel, sockets: frozenset[int]) -> Key:
     limit = m.settings.max_reconnect_attempts
     retries = min(m.retries, 1 if limit is None else limit)
     return (m.mode.value, m.app.value, m.network.value, m.state.value, m.user, m.pending_user,
-            m.rejected, tuple(sorted(t.value for t in m.armed)), len(sockets), retries)
+            m.rejected, tuple(sorted(t.value for t in m.armed)), len(sockets), retries, m.socket is not None)
 
 
 def describe(key: Key) -> str:
-    mode, app, network, phase, user, pending, rejected, timers, sockets, retries = key
+    mode, app, network, phase, user, pending, rejected, timers, sockets, retries, _ = key
     parts = [f"{mode}/{app}/{network}", f"phase={phase}", f"user={user}"]
     if pending:
         parts.append(f"pending={pending}")
@@ -292,7 +293,9 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
                 continue  # ignored: nothing happened
             result.transitions += 1
             for what in transition_violations(node.model, twin, event, effects):
-                violate(what, k, repr(event))
+                # A settled client's count: blamed on the rules of the row that settled it.
+                rules = rules_of(node.model, event, machine) if what == SETTLED_COUNT else ()
+                violate(what, k, repr(event), rules)
             if not isinstance(event, (*APP_CALL_TYPES, *PLATFORM_TYPES)):
                 world_edges.setdefault(k, set()).add(k2)
             if k2 not in seen:

@@ -37,6 +37,8 @@ from cometchat_fsm.core.states import (
     Phase,
 )
 
+SETTLED_COUNT = "a client that stops wanting a connection starts its retry count over"
+
 #: The app's calls and the platform's signals (the rest is the world: server outcomes and timers).
 APP_CALL_TYPES: tuple[type, ...] = (Login, LoginVerified, LoginFailed, Logout, Connect, Disconnect, Ping,
                                     SessionRenewed)
@@ -67,6 +69,7 @@ INVARIANTS = (
     "the retry count never resets before a connection has held for stable_after",
     "exhausting the attempts ends in disconnected with exactly one on_connection_error",
     "a late outcome of a closed socket or a cancelled timer changes nothing",
+    "a client that stops wanting a connection starts its retry count over",
     "the core never fails its own checks",
     "the state space stays bounded",
 )
@@ -88,6 +91,8 @@ INVARIANT_RULES: dict[str, tuple[str, ...]] = {
     "the retry count never resets before a connection has held for stable_after": ("D14",),
     "exhausting the attempts ends in disconnected with exactly one on_connection_error": ("D15",),
     "a late outcome of a closed socket or a cancelled timer changes nothing": ("D4",),
+    # Blamed on the rules of the row that settled the client (D1, A2, D8, M5, D15, ...).
+    "a client that stops wanting a connection starts its retry count over": ("D1", "D6"),
     # Blamed on the rules of the row that was taken when the core's own assert failed.
     "the core never fails its own checks": ("D4",),
     # A state space past MAX_STATES: something grows without bound (a second socket, D4).
@@ -160,4 +165,8 @@ def transition_violations(before: ClientModel, after: ClientModel, event: Event,
             bad.append("exhausting the attempts ends in disconnected with exactly one on_connection_error")
     elif exhausted or len(errors) > 1:
         bad.append("exhausting the attempts ends in disconnected with exactly one on_connection_error")
+    # Giving up, disconnecting or leaving for the background ends the plan to reconnect and its
+    # count (D1, A2, D8, M5, D15): the next loss starts from the first retry again.
+    if before.state in WANTS_CONNECTION and after.state not in WANTS_CONNECTION and after.retries:
+        bad.append(SETTLED_COUNT)
     return bad

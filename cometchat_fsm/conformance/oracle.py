@@ -88,6 +88,9 @@ class Oracle:
     #: What the server receives: app pings (M3, D3) and keep-alives (D7), with the rule of the last.
     pings: int = 0
     keepalives: int = 0
+    #: Writes to the session store (L1 at login, D16 when a login of the same user renews it).
+    session_writes: int = 0
+    session_rule: str = "L1"
     #: Every ended connection attempt: (error code, "" for success; the rule it comes from).
     attempts: list[tuple[str, str]] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
@@ -175,7 +178,7 @@ class Oracle:
 
     def _schedule(self, delay_us: int, kind: str) -> int:
         seq = next(self._seq)
-        generation = self.login_generation if kind == "login" else self.generation
+        generation = self.login_generation if kind in ("login", "renew") else self.generation
         heapq.heappush(self._queue, (self.now + delay_us, seq, kind, generation))
         return seq
 
@@ -239,7 +242,7 @@ class Oracle:
         self._arm("retry", round(delay * US))
         self.hit("D6a")
 
-    def _lost(self, rule: str) -> None:
+    def _lost(self, rule: str, hint: float | None = None) -> None:
         """An established connection ended without the app asking (A3, M4, M5, D6b); one that
         had not held for stable_after leaves the retry count as it was (D14)."""
         held = "stable" not in self.deadlines
@@ -249,7 +252,7 @@ class Oracle:
         if self._may_retry():
             self.set_status("disconnected", "D6b")
             self.retry_rule = "D14" if self.retries and not held else "D6a"
-            self._schedule_retry(None)
+            self._schedule_retry(hint)
             self.hit("A3" if self.auto else "M4")
         else:
             self._give_up_or_settle()
@@ -307,7 +310,8 @@ class Oracle:
             self.hit("D10")
             return self.refuse("login", "ERR_LOGIN_IN_PROGRESS", "D10")
         if self.user == uid and not self.rejected:
-            self.hit("D10")  # verified again (D16), the socket stays: nothing to see
+            self.hit("D10")  # verified again (D16), the socket stays; the renewed session is stored
+            self._schedule(self.server.latency_us, "renew")
             return Expected()
         if self.user == uid:
             self.user, self.rejected = None, False  # D16: verified afresh, then as a first login
@@ -316,6 +320,7 @@ class Oracle:
             self.logout()
             self.hit("D10")
         self.login_pending = uid
+        self.login_generation += 1  # a renewal in flight is void
         self._schedule(self.server.latency_us, "login")
         return Expected()
 
@@ -323,6 +328,7 @@ class Oracle:
         assert self.login_pending is not None
         self.user, self.login_pending = self.login_pending, None
         self.stored = self.user
+        self.session_writes, self.session_rule = self.session_writes + 1, "L1"
         self.hit("L1")
         self._after_login("L1")
 
@@ -536,6 +542,11 @@ class Oracle:
                 return  # disarmed or re-armed since
             self._disarm(timer)
             self._timer(timer)
+            return
+        if kind == "renew":
+            if generation == self.login_generation and self.user is not None and not self.rejected \
+                    and not self.server.refuse_login:
+                self.session_writes, self.session_rule = self.session_writes + 1, "D16"
             return
         if kind == "login":
             if generation == self.login_generation and self.login_pending is not None:

@@ -30,6 +30,7 @@ from cometchat_fsm.conformance.steering import (
     status_rule,
 )
 from cometchat_fsm.conformance.subject import Subject, SubjectFactory, simulation_subject
+from cometchat_fsm.core.effects import StoreSession
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.sim.script import Step
@@ -316,6 +317,11 @@ class LifecycleConformance(RuleBasedStateMachine):
         if keepalives is not None and keepalives != oracle.keepalives:
             self._fail("D7", f"the server should have received {oracle.keepalives} keep-alives, "
                              f"received {keepalives}")
+        log = getattr(sim, "effects_log", None)
+        writes = None if log is None else sum(isinstance(e, StoreSession) for _, e in log)
+        if writes is not None and writes != oracle.session_writes:
+            self._fail(oracle.session_rule, f"the session should have been stored {oracle.session_writes} "
+                                            f"times, was stored {writes} times")
         attempts = getattr(sim, "attempts", None)
         if attempts is None:
             return
