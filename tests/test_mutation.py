@@ -32,7 +32,7 @@ AUDIT_FAULTS = {
     "network_lost.3-delete": "D6a",  # a retry pending when the network goes: online waits for it
     "disconnect_called.1-drop:reset_retries": "D1",  # disconnect() keeps the retry count
     "went_background.1-drop:reset_retries": "A2",  # auto-mode background keeps the retry count
-    "A-ping-unsent": "D3",  # ping() reports success and sends nothing
+    "A-ping-unsent": "D3 M3",  # ping() reports success and sends nothing (M3 in manual mode)
     "A-close-attempt-unended": "D15",  # a cancelled attempt is never reported ended
     "R-late-outcomes": "D4",  # a closed socket's late outcome taken as the current one's
     "R-cancelled-timers": "D4",  # a cancelled timer's late firing acted on
@@ -71,7 +71,7 @@ def test_the_sample_of_mutants_fails_check_naming_the_rule(specs: Specs, mutant_
     verdict = run_mutant(by_id()[mutant_id], "quick", specs=specs)
     assert verdict.killed and verdict.rules, verdict
     if mutant_id in AUDIT_FAULTS:
-        assert AUDIT_FAULTS[mutant_id] in verdict.rules, verdict
+        assert set(AUDIT_FAULTS[mutant_id].split()) & set(verdict.rules), verdict
 
 
 @pytest.mark.parametrize(("mutant_id", "rule"), sorted(FORMER_SURVIVORS.items()))
