@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench soak diagrams lint typecheck clean
+.PHONY: demo test check mutation bench soak diagrams lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/cometchat-fsm check
+
+# Every systematic mutant of the core against `check` (quick, then ci), two processes at a time,
+# each bounded in time and memory; prints the score and every survivor (docs/mutation.md).
+mutation: $(STAMP)
+	$(BIN)/python -m cometchat_fsm.conformance.mutation --jobs 2 --doc docs/mutation.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; core=$$?; \

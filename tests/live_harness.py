@@ -35,7 +35,7 @@ import trio.testing
 from transitions import Machine
 
 from cometchat_fsm import AppSettings, CometChatException, Simulation
-from cometchat_fsm.conformance.stateful import HINTS, PAUSES, WAITS
+from cometchat_fsm.conformance.stateful_server import HINTS, PAUSES, WAITS
 from cometchat_fsm.core import errors as catalogue
 from cometchat_fsm.core.states import LIVE, ConnectionStatus, Network, Phase
 from cometchat_fsm.server.reference import ReferenceServer, serve_reference

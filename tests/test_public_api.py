@@ -101,6 +101,7 @@ INTERNAL = {
     "cometchat_fsm.files": "the command line's checks of the files it is given",
     "cometchat_fsm.conformance.oracle": "the rules re-read from specs/ for the checks",
     "cometchat_fsm.conformance.stateful": "the Hypothesis machine behind `check` and `conform`",
+    "cometchat_fsm.conformance.stateful_server": "its server-fault rules",
     "cometchat_fsm.conformance.explore": "the exhaustive exploration behind `check`",
     "cometchat_fsm.conformance.specs": "the reader of specs/*.toml",
     "cometchat_fsm.conformance.specs_data": "the typed values specs/*.toml are read into",
@@ -111,6 +112,11 @@ INTERNAL = {
     "cometchat_fsm.conformance.drivers": "driver processes: their interface is specs/driver-protocol.md",
     "cometchat_fsm.conformance.tracecheck": "`check-trace`: its interface is specs/trace-format.md",
     "cometchat_fsm.conformance.vectors": "`vectors`: its interface is the files in specs/vectors",
+    "cometchat_fsm.conformance.invariants": "the exploration's invariants, listed in docs/rules.md",
+    "cometchat_fsm.conformance.steering": "where the random run starts (specs' examples) and its helpers",
+    "cometchat_fsm.conformance.mutants": "the systematic mutants of the core, for `make mutation`",
+    "cometchat_fsm.conformance.mutation": "`make mutation`: its interface is its output and docs/mutation.md",
+    "cometchat_fsm.conformance.mutation_doc": "writes docs/mutation.md",
 }
 
 

@@ -16,6 +16,7 @@ socket, and each armed timer firing.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -23,8 +24,17 @@ from dataclasses import dataclass, field
 
 from transitions import Machine
 
-from cometchat_fsm.core.effects import CloseSocket, Effect, Notify, OpenSocket
-from cometchat_fsm.core.errors import RETRIES_EXHAUSTED, CometChatException
+from cometchat_fsm.conformance.invariants import (
+    APP_CALL_TYPES,
+    INVARIANT_RULES,
+    INVARIANTS,
+    PLATFORM_TYPES,
+    SETTLED_COUNT,
+    state_violations,
+    transition_violations,
+)
+from cometchat_fsm.core.effects import CloseSocket, Effect, OpenSocket
+from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.events import (
     AuthAccepted,
     AuthRejected,
@@ -50,19 +60,14 @@ from cometchat_fsm.core.events import (
     Timer,
     TimerFired,
 )
+from cometchat_fsm.core.lifecycle import ROUTES, TABLE, row_index
 from cometchat_fsm.core.model import ClientModel
 from cometchat_fsm.core.settings import AppSettings, Mode
 from cometchat_fsm.core.states import (
-    HAS_SOCKET,
     LIVE,
     LOGGED_IN,
-    NOTIFICATION_OF_STATUS,
-    ON_CONNECTION_ERROR,
-    STATUS_OF_PHASE,
     WANTS_CONNECTION,
-    AppState,
     Network,
-    Phase,
 )
 
 USERS = ("alice", "bob")
@@ -73,16 +78,6 @@ APP_CALLS: tuple[Event, ...] = (
 PLATFORM: tuple[Event, ...] = (EnterBackground(), EnterForeground(), NetworkLost(), NetworkRestored())
 SOCKET_OUTCOMES = (AuthAccepted, AuthRejected, SocketClosed, PongReceived, FrameReceived, ThrottleStarted,
                    ThrottleLifted)
-#: Where each timer may be armed; anywhere else it is an orphan (and would fire into nothing).
-TIMER_PHASES: dict[Timer, frozenset[Phase]] = {
-    Timer.WINDOW: WANTS_CONNECTION,
-    Timer.RETRY: frozenset({Phase.RECONNECT_WAIT, Phase.RETRY_WAIT}),
-    Timer.KEEPALIVE: LIVE,
-    Timer.PONG: LIVE,
-    Timer.ATTEMPT: frozenset({Phase.CONNECTING}),
-    Timer.STABLE: LIVE,
-}
-
 Key = tuple[object, ...]
 
 
@@ -99,6 +94,8 @@ class Violation:
     invariant: str
     state: str
     event: str = ""
+    #: The rules to blame when they are known better than the invariant's (the row that crashed).
+    rules: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         where = f" after {self.event}" if self.event else ""
@@ -122,50 +119,19 @@ class Exploration:
         return not self.violations
 
 
-INVARIANTS = (
-    "never connected while logged out",
-    "at most one socket",
-    "auto mode never connected in background",
-    "manual background connection has its window armed",
-    "no orphan timer",
-    "no stuck connecting",
-    "no timer survives logout or disconnect",
-    "no notification for a same-status change",
-    "on_connection_error carries its error",
-    "a refused call changes nothing",
-    "no socket is opened while credentials are rejected",
-    "the retry count never resets before a connection has held for stable_after",
-    "exhausting the attempts ends in disconnected with exactly one on_connection_error",
-)
-
-#: The rules each invariant guards: `cometchat-fsm check` blames them when it breaks, and
-#: docs/rules.md lists the invariants under each rule.
-INVARIANT_RULES: dict[str, tuple[str, ...]] = {
-    "never connected while logged out": ("E1", "D9"),
-    "at most one socket": ("D4",),
-    "auto mode never connected in background": ("A2", "P1"),
-    "manual background connection has its window armed": ("M2", "D2"),
-    "no orphan timer": ("D1", "D9"),
-    "no stuck connecting": ("D6", "P2"),
-    "no timer survives logout or disconnect": ("D1", "D9"),
-    "no notification for a same-status change": ("D11",),
-    "on_connection_error carries its error": ("D11", "D5"),
-    "a refused call changes nothing": ("E1", "D3"),
-    "no socket is opened while credentials are rejected": ("D16",),
-    "the retry count never resets before a connection has held for stable_after": ("D14",),
-    "exhausting the attempts ends in disconnected with exactly one on_connection_error": ("D15",),
-}
+#: The exploration gives up past this many abstract states (the real table has about 200).
+MAX_STATES = 5_000
 
 
 def key_of(m: ClientModel, sockets: frozenset[int]) -> Key:
     limit = m.settings.max_reconnect_attempts
     retries = min(m.retries, 1 if limit is None else limit)
     return (m.mode.value, m.app.value, m.network.value, m.state.value, m.user, m.pending_user,
-            m.rejected, tuple(sorted(t.value for t in m.armed)), len(sockets), retries)
+            m.rejected, tuple(sorted(t.value for t in m.armed)), len(sockets), retries, m.socket is not None)
 
 
 def describe(key: Key) -> str:
-    mode, app, network, phase, user, pending, rejected, timers, sockets, retries = key
+    mode, app, network, phase, user, pending, rejected, timers, sockets, retries, _ = key
     parts = [f"{mode}/{app}/{network}", f"phase={phase}", f"user={user}"]
     if pending:
         parts.append(f"pending={pending}")
@@ -188,6 +154,18 @@ def _events_for(m: ClientModel) -> Iterable[Event]:
         yield TimerFired(timer)
 
 
+def late_events(m: ClientModel) -> Iterable[Event]:
+    """What a real event loop may still deliver: outcomes of a socket the core already closed, and
+    timers firing after they were cancelled. The core must ignore each of them."""
+    closed = m.sockets_opened if m.socket is None else m.socket - 1
+    if closed >= 1:
+        for outcome in SOCKET_OUTCOMES:
+            yield outcome(closed)
+    for timer in Timer:
+        if timer not in m.armed:
+            yield TimerFired(timer)
+
+
 def _clone(m: ClientModel) -> ClientModel:
     twin = copy.copy(m)
     twin.armed = set(m.armed)
@@ -207,74 +185,6 @@ def _apply_sockets(sockets: frozenset[int], event: Event, effects: list[Effect])
     return frozenset(open_)
 
 
-def _state_violations(m: ClientModel, sockets: frozenset[int]) -> list[str]:
-    bad = []
-    if m.user is None and (m.state in HAS_SOCKET or sockets):
-        bad.append("never connected while logged out")
-    if len(sockets) > 1 or (m.socket is None) != (not sockets):
-        bad.append("at most one socket")
-    if m.mode is Mode.AUTO and m.app is AppState.BACKGROUND and m.state in WANTS_CONNECTION:
-        bad.append("auto mode never connected in background")
-    manual_bg_wanting = (m.mode is Mode.MANUAL and m.app is AppState.BACKGROUND
-                         and m.state in WANTS_CONNECTION)
-    if manual_bg_wanting != (Timer.WINDOW in m.armed):
-        bad.append("manual background connection has its window armed")
-    for timer in m.armed:
-        if m.state not in TIMER_PHASES[timer]:
-            bad.append("no orphan timer")
-    # A client that wants a connection and is online must have something pending that moves it.
-    if m.state in WANTS_CONNECTION - LIVE and m.network is Network.ONLINE:
-        pending = {Phase.CONNECTING: Timer.ATTEMPT, Phase.RECONNECT_WAIT: Timer.RETRY,
-                   Phase.RETRY_WAIT: Timer.RETRY}.get(m.state)
-        if pending is None or pending not in m.armed:
-            bad.append("no stuck connecting")
-    if m.rejected and (sockets or m.armed or m.state is not Phase.IDLE):
-        bad.append("no socket is opened while credentials are rejected")
-    return bad
-
-
-def _transition_violations(before: ClientModel, after: ClientModel, event: Event,
-                           effects: list[Effect]) -> list[str]:
-    bad = []
-    if isinstance(event, (Logout, Disconnect)) and after.armed:
-        bad.append("no timer survives logout or disconnect")
-    status = STATUS_OF_PHASE[before.state]
-    notified = [e for e in effects if isinstance(e, Notify) and e.name != ON_CONNECTION_ERROR]
-    for n in notified:
-        new = next(s for s, name in NOTIFICATION_OF_STATUS.items() if name == n.name)
-        if new is status:
-            bad.append("no notification for a same-status change")
-        status = new
-    if status is not STATUS_OF_PHASE[after.state]:
-        bad.append("no notification for a same-status change")  # a change went unreported
-    errors = [e for e in effects if isinstance(e, Notify) and e.name == ON_CONNECTION_ERROR]
-    if any(e.error is None for e in errors):
-        bad.append("on_connection_error carries its error")
-    # D16: rejected credentials open nothing, whatever the event.
-    if before.rejected and any(isinstance(e, OpenSocket) for e in effects):
-        bad.append("no socket is opened while credentials are rejected")
-    # D14: the count goes down only when a connection has held (its timer), when the client stops
-    # wanting a connection (settled), or when the app itself asks (connect() starts over: D4, D6).
-    held = isinstance(event, TimerFired) and event.timer is Timer.STABLE
-    if after.retries < before.retries and after.state in WANTS_CONNECTION and not held \
-            and not isinstance(event, Connect):
-        bad.append("the retry count never resets before a connection has held for stable_after")
-    # D15: the world (a server outcome or a timer) ending a foreground client's wish to connect is
-    # a rejection (D5) or a give-up: disconnected, one on_connection_error, of the matching code.
-    world = not isinstance(event, (*APP_CALL_TYPES, *PLATFORM_TYPES))
-    gave_up = world and before.state in WANTS_CONNECTION and after.state not in WANTS_CONNECTION \
-        and after.app is AppState.FOREGROUND
-    exhausted = [e for e in errors if e.error is not None and e.error.code == RETRIES_EXHAUSTED.code]
-    if gave_up:
-        want = "ERR_AUTH_REJECTED" if isinstance(event, AuthRejected) else RETRIES_EXHAUSTED.code
-        if STATUS_OF_PHASE[after.state] is not STATUS_OF_PHASE[Phase.IDLE] or len(errors) != 1 \
-                or errors[0].error is None or errors[0].error.code != want:
-            bad.append("exhausting the attempts ends in disconnected with exactly one on_connection_error")
-    elif exhausted or len(errors) > 1:
-        bad.append("exhausting the attempts ends in disconnected with exactly one on_connection_error")
-    return bad
-
-
 def initial_models(settings_of: Callable[[Mode], AppSettings], machine: Machine | None) -> list[ClientModel]:
     """Fresh clients in both modes, online and offline, with and without a stored session."""
     models = []
@@ -290,9 +200,37 @@ def initial_models(settings_of: Callable[[Mode], AppSettings], machine: Machine 
     return models
 
 
+def _all_events(m: ClientModel) -> Iterable[tuple[Event, bool]]:
+    for event in _events_for(m):
+        yield event, False
+    for event in late_events(m):
+        yield event, True
+
+
+def rules_of(model: ClientModel, event: Event, machine: Machine | None) -> tuple[str, ...]:
+    """The rule IDs of the rows `event` takes from `model` (blamed when the core crashes there)."""
+    table = getattr(machine, "table", TABLE) if machine is not None else TABLE
+    twin = _clone(model)
+    try:
+        triggers = ROUTES[type(event)](twin, event)
+    except Exception:  # the route itself failed: blame the event's first row
+        triggers = ()
+    found: list[str] = []
+    for trigger in triggers:
+        k = row_index(twin, trigger, table)
+        if k is not None:
+            found.extend(r for r in table[k].rules if r not in found)
+    return tuple(found) or ("D11",)
+
+
 def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | None = None,
-            progress: Callable[[int], None] | None = None) -> Exploration:
-    """Breadth-first over every reachable abstract state; check invariants on each."""
+            progress: Callable[[int], None] | None = None, max_states: int = MAX_STATES,
+            first_violation: bool = True) -> Exploration:
+    """Breadth-first over every reachable abstract state; check invariants on each.
+
+    Stops at the first state or transition that breaks an invariant (`first_violation`; its
+    violations are all reported), and past `max_states` states (then "the state space stays
+    bounded" is broken), so a broken table costs bounded time and memory."""
     started = time.perf_counter()
 
     def settings_of(mode: Mode) -> AppSettings:
@@ -303,23 +241,35 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
     seen: dict[Key, Node] = {}
     queue: deque[Key] = deque()
     world_edges: dict[Key, set[Key]] = {}  # edges taken without any app call or platform signal
-    for m in initial_models(settings_of, machine):
+    try:
+        starts = initial_models(settings_of, machine)
+    except Exception as exc:  # the core fails its own check on a fresh client: a verdict all the same
+        named = tuple(re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc)))
+        result.violations.append(Violation("the core never fails its own checks", "a fresh client",
+                                           f"({type(exc).__name__}: {exc})", named or ("L2", "D6")))
+        result.seconds = time.perf_counter() - started
+        return result
+    for m in starts:
         sockets = frozenset({m.socket}) if m.socket is not None else frozenset()
         k = key_of(m, sockets)
         if k not in seen:
             seen[k] = Node(m, sockets)
             queue.append(k)
 
-    def violate(what: str, k: Key, event: str = "") -> None:
+    def violate(what: str, k: Key, event: str = "", rules: tuple[str, ...] = ()) -> None:
         if len(result.violations) < 50:
-            result.violations.append(Violation(what, describe(k), event))
+            result.violations.append(Violation(what, describe(k), event, rules))
 
-    while queue:
+    while queue and not (first_violation and result.violations):
         k = queue.popleft()
         node = seen[k]
-        for what in _state_violations(node.model, node.sockets):
+        if len(seen) > max_states:
+            result.violations.append(Violation("the state space stays bounded", describe(k),
+                                               f"more than {max_states} states"))
+            break
+        for what in state_violations(node.model, node.sockets):
             violate(what, k)
-        for event in _events_for(node.model):
+        for event, late in _all_events(node.model):
             result.events_tried += 1
             twin = _clone(node.model)
             try:
@@ -329,13 +279,25 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
                 if key_of(twin, node.sockets) != k or twin.outbox:
                     violate("a refused call changes nothing", k, repr(event))
                 continue
+            except Exception as exc:  # the core's own assert: a verdict, not a crash
+                named = tuple(re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc)))  # the assert's own rule
+                violate("the core never fails its own checks", k, f"{event!r} ({type(exc).__name__}: {exc})",
+                        tuple(dict.fromkeys((*named, *rules_of(node.model, event, machine)))))
+                continue
+            if late:
+                if effects or key_of(twin, node.sockets) != k:
+                    violate("a late outcome of a closed socket or a cancelled timer changes nothing", k,
+                            f"late {event!r}")
+                continue
             sockets = _apply_sockets(node.sockets, event, effects)
             k2 = key_of(twin, sockets)
             if k2 == k and not effects:
                 continue  # ignored: nothing happened
             result.transitions += 1
-            for what in _transition_violations(node.model, twin, event, effects):
-                violate(what, k, repr(event))
+            for what in transition_violations(node.model, twin, event, effects):
+                # A settled client's count: blamed on the rules of the row that settled it.
+                rules = rules_of(node.model, event, machine) if what == SETTLED_COUNT else ()
+                violate(what, k, repr(event), rules)
             if not isinstance(event, (*APP_CALL_TYPES, *PLATFORM_TYPES)):
                 world_edges.setdefault(k, set()).add(k2)
             if k2 not in seen:
@@ -344,13 +306,12 @@ def explore(*, machine: Machine | None = None, max_reconnect_attempts: int | Non
                 if progress is not None and len(seen) % 500 == 0:
                     progress(len(seen))
     result.states = len(seen)
-    _check_progress(seen, world_edges, violate)
+    if not result.violations:
+        _check_progress(seen, world_edges, violate)
     result.seconds = time.perf_counter() - started
     return result
 
 
-APP_CALL_TYPES = tuple({type(e) for e in APP_CALLS})
-PLATFORM_TYPES = tuple({type(e) for e in PLATFORM})
 
 
 def _check_progress(seen: dict[Key, Node], world_edges: dict[Key, set[Key]],
@@ -376,3 +337,6 @@ def _check_progress(seen: dict[Key, Node], world_edges: dict[Key, set[Key]],
                 and k not in can_connect:
             violate("no stuck connecting", k)
 
+
+__all__ = ["INVARIANTS", "INVARIANT_RULES", "MAX_STATES", "Exploration", "Violation", "explore",
+           "late_events"]

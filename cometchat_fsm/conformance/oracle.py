@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from cometchat_fsm.conformance.specs import Specs
 
 US = 1_000_000
+#: The codes an ended attempt carries (the driver's `connect()` resolves with them).
+FAILED = "ERR_WEBSOCKET_CONNECTION_FAILED"
+CANCELLED = "ERR_WEBSOCKET_CONNECTION_CANCELLED"
+REJECTED = "ERR_AUTH_REJECTED"
 #: Every rule the oracle applies by name (the one a divergence blames). A test keeps this equal to
 #: the rule IDs written in this module; docs/rules.md lists the oracle under each of them.
 APPLIED_RULES = frozenset((
@@ -39,6 +43,8 @@ class Expected:
     result: str | None = None
     error_code: str | None = None
     error_details: str | None = None
+    #: The rule this answer comes from (the one a wrong answer breaks).
+    rule: str = "E2"
 
 
 @dataclass
@@ -76,6 +82,18 @@ class Oracle:
     login_pending: str | None = None
     stored: str | None = None
     status: str = "disconnected"
+    #: The rule behind the status now (a wrong status, or a notification that should not be, breaks it).
+    status_rule: str = "D11"
+    #: The rule behind whether a socket is open now.
+    socket_rule: str = "D4"
+    #: What the server receives: app pings (M3, D3) and keep-alives (D7), with the rule of the last.
+    pings: int = 0
+    keepalives: int = 0
+    #: Writes to the session store (L1 at login, D16 when a login of the same user renews it).
+    session_writes: int = 0
+    session_rule: str = "L1"
+    #: Every ended connection attempt: (error code, "" for success; the rule it comes from).
+    attempts: list[tuple[str, str]] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     rules_hit: list[str] = field(default_factory=list)
     server: OracleServer = field(default_factory=OracleServer)
@@ -97,6 +115,11 @@ class Oracle:
     draw: Callable[[], float] | None = None
     #: Every status change: (time in us, status), for checking observed statuses.
     status_log: list[tuple[int, str]] = field(default_factory=list)
+    #: The same with the rule behind each status: (time in us, status, rule).
+    status_history: list[tuple[int, str, str]] = field(default_factory=list)
+    #: [from, until) of each manual background window (M2), so that an observation checked
+    #: later (within the tolerance) is still judged by the window that held at its time.
+    windows: list[list[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -124,13 +147,27 @@ class Oracle:
     def set_status(self, status: str, rule: str) -> None:
         """D11: one notification per change, none for the same status."""
         if status != self.status:
-            self.status = status
+            self.status, self.status_rule = status, rule
             self.status_log.append((self.now, status))
+            self.status_history.append((self.now, status, rule))
             name = {"connecting": "on_connecting", "connected": "on_connected",
                     "disconnected": "on_disconnected", "featureThrottled": "on_feature_throttled"}[status]
             self.notes.append(Note(self.now, name, rule))
             self.hit("D11")
         self.hit(rule)
+
+    def status_blame(self, t_us: int | None = None, observed: str | None = None) -> str:
+        """The rule whose expectation an observation contradicting the status at `t_us` (default:
+        now) breaks: the rule that set that status, D12 where throttling is involved either way,
+        and M2 for a connection a manual background window still holds."""
+        t = self.now if t_us is None else t_us
+        held = [(status, rule) for at, status, rule in self.status_history if at <= t]
+        status, rule = held[-1] if held else ("disconnected", "D11")
+        if "featureThrottled" in (status, observed):
+            return "D12"
+        if status == "connected" and any(start <= t < until for start, until in self.windows):
+            return "M2"
+        return rule
 
     def error_note(self, rule: str) -> None:
         self.notes.append(Note(self.now, "on_connection_error", rule))
@@ -145,11 +182,14 @@ class Oracle:
 
     def _schedule(self, delay_us: int, kind: str) -> int:
         seq = next(self._seq)
-        generation = self.login_generation if kind == "login" else self.generation
+        generation = self.login_generation if kind in ("login", "renew") else self.generation
         heapq.heappush(self._queue, (self.now + delay_us, seq, kind, generation))
         return seq
 
     def _arm(self, timer: str, delay_us: int) -> None:
+        if timer == "window":  # a window re-armed (M3: a ping) ends the one before it now
+            self._disarm("window")
+            self.windows.append([self.now, self.now + delay_us])
         self.deadlines[timer] = self.now + delay_us
         self._timer_seq[timer] = self._schedule(delay_us, "timer:" + timer)
 
@@ -157,16 +197,27 @@ class Oracle:
         for t in timers:
             self.deadlines.pop(t, None)
             self._timer_seq.pop(t, None)
+            if t == "window" and self.windows and self.windows[-1][1] > self.now:
+                self.windows[-1][1] = self.now  # ended early (foreground, disconnect, logout)
 
-    def _end_socket(self) -> None:
-        self.socket_up = self.attempt = self.throttled = False
+    def _end_attempt(self, code: str, rule: str) -> None:
+        """The attempt in flight ends: success (""), failed or cancelled; a driver reports each."""
+        if self.attempt:
+            self.attempts.append((code, rule))
+            self.attempt = False
+
+    def _end_socket(self, rule: str = "D4", ended: str = CANCELLED) -> None:
+        if self.attempt or self.socket_up:
+            self.socket_rule = rule
+        self._end_attempt(ended, rule)
+        self.socket_up = self.throttled = False
         self.server.silent = False
         self.generation += 1
         self._disarm("keepalive", "pong", "attempt", "stable")
 
     def _settle(self, rule: str) -> None:
         """The client gives up its connection until the app asks again."""
-        self._end_socket()
+        self._end_socket(rule)
         self.wants = False
         self.retries = 0
         self._disarm("window", "retry")
@@ -174,6 +225,7 @@ class Oracle:
 
     def _start_attempt(self, rule: str) -> None:
         self.attempt = True
+        self.socket_rule = rule
         self.set_status("connecting", rule)
         self._schedule(self.server.latency_us, "answer")
         self._arm("attempt", self.attempt_us)  # P2
@@ -199,24 +251,24 @@ class Oracle:
         self._arm("retry", round(delay * US))
         self.hit("D6a")
 
-    def _lost(self, rule: str) -> None:
+    def _lost(self, rule: str, hint: float | None = None) -> None:
         """An established connection ended without the app asking (A3, M4, M5, D6b); one that
         had not held for stable_after leaves the retry count as it was (D14)."""
         held = "stable" not in self.deadlines
         if not held:
             self.hit("D14")
-        self._end_socket()
+        self._end_socket(rule)
         if self._may_retry():
             self.set_status("disconnected", "D6b")
             self.retry_rule = "D14" if self.retries and not held else "D6a"
-            self._schedule_retry(None)
+            self._schedule_retry(hint)
             self.hit("A3" if self.auto else "M4")
         else:
             self._give_up_or_settle()
         self.hit(rule)
 
     def _attempt_failed(self, rule: str, hint: float | None = None) -> None:
-        self._end_socket()
+        self._end_socket(rule, FAILED)
         if self._may_retry():
             self.retry_rule = "D6a"
             self._schedule_retry(hint)
@@ -243,30 +295,32 @@ class Oracle:
             self.set_status("disconnected", "D6")
 
     # --- App calls ------------------------------------------------------------------------------
-    def api(self, method: str) -> Expected:
-        """E2: the success message specs/api.toml gives for `method`."""
-        return Expected(result=self.specs.call(method).success or None)
+    def api(self, method: str, rule: str = "E2") -> Expected:
+        """E2: the success message specs/api.toml gives for `method`; `rule` is the rule that says
+        the call succeeds here (E2 unless a rule of the situation says more)."""
+        return Expected(result=self.specs.call(method).success or None, rule=rule)
 
-    def refuse(self, method: str, code: str) -> Expected:
+    def refuse(self, method: str, code: str, rule: str) -> Expected:
         """The error specs/api.toml gives for `method` with `code` (E1, D3, D10, P1)."""
         for error in self.specs.call(method).errors:
             if error.code == code:
-                return Expected(error_code=code, error_details=error.details)
+                return Expected(error_code=code, error_details=error.details, rule=rule)
         raise KeyError(f"specs/api.toml has no {code} for {method}")
 
     def init(self, app_id: str, region: str) -> Expected:
         """L3: an empty app id or a region CometChat does not serve fails init."""
         self.hit("L3")
         if not app_id.strip() or region.strip().lower() not in ("us", "eu", "in"):
-            return self.refuse("init", "ERR_CHAT_API_FAILURE")
+            return self.refuse("init", "ERR_CHAT_API_FAILURE", "L3")
         return self.api("init")
 
     def login(self, uid: str) -> Expected:
         if self.login_pending is not None:
             self.hit("D10")
-            return self.refuse("login", "ERR_LOGIN_IN_PROGRESS")
+            return self.refuse("login", "ERR_LOGIN_IN_PROGRESS", "D10")
         if self.user == uid and not self.rejected:
-            self.hit("D10")  # verified again (D16), the socket stays: nothing to see
+            self.hit("D10")  # verified again (D16), the socket stays; the renewed session is stored
+            self._schedule(self.server.latency_us, "renew")
             return Expected()
         if self.user == uid:
             self.user, self.rejected = None, False  # D16: verified afresh, then as a first login
@@ -275,6 +329,7 @@ class Oracle:
             self.logout()
             self.hit("D10")
         self.login_pending = uid
+        self.login_generation += 1  # a renewal in flight is void
         self._schedule(self.server.latency_us, "login")
         return Expected()
 
@@ -282,6 +337,7 @@ class Oracle:
         assert self.login_pending is not None
         self.user, self.login_pending = self.login_pending, None
         self.stored = self.user
+        self.session_writes, self.session_rule = self.session_writes + 1, "L1"
         self.hit("L1")
         self._after_login("L1")
 
@@ -305,49 +361,52 @@ class Oracle:
     def connect(self) -> Expected:
         if self.user is None:
             self.hit("E1")
-            return self.refuse("connect", "ERR_NOT_LOGGED_IN")
+            return self.refuse("connect", "ERR_NOT_LOGGED_IN", "E1")
         if self.rejected:
             self.hit("D16")
-            return self.refuse("connect", "ERR_AUTH_REJECTED")
+            return self.refuse("connect", "ERR_AUTH_REJECTED", "D16")
         if self.auto and not self.foreground:
             self.hit("P1")
-            return self.refuse("connect", "ERR_APP_IN_BACKGROUND")
+            return self.refuse("connect", "ERR_APP_IN_BACKGROUND", "P1")
         self.hit("E2")
         if self.socket_up or self.attempt or (self.wants and not self.online):
             self.hit("D4")
-            return self.api("connect")
+            return self.api("connect", "D4")
         if "retry" in self.deadlines:
             self._disarm("retry")
             self.retries = 0
             self._start_attempt("D4")
-            return self.api("connect")
-        self._want_connection("M1" if not self.auto else "D1")
+            return self.api("connect", "D4")
+        rule = "M1" if not self.auto else "D1"
+        self._want_connection(rule)
         if not self.auto and not self.foreground:
             self._arm("window", self.window_us)
             self.hit("M2")
-        return self.api("connect")
+        return self.api("connect", rule)
 
     def disconnect(self) -> Expected:
         if self.user is None:
             self.hit("E1")
-            return self.refuse("disconnect", "ERR_NOT_LOGGED_IN")
+            return self.refuse("disconnect", "ERR_NOT_LOGGED_IN", "E1")
         self._settle("D1")
         self.hit("E2")
-        return self.api("disconnect")
+        return self.api("disconnect", "D1")
 
     def ping(self) -> Expected:
         if self.user is None:
             self.hit("E1")
-            return self.refuse("ping", "ERR_NOT_LOGGED_IN")
+            return self.refuse("ping", "ERR_NOT_LOGGED_IN", "E1")
         if not self.socket_up:
             self.hit("D3")
-            return self.refuse("ping", "ERR_NO_WEBSOCKET_CONNECTION")
+            return self.refuse("ping", "ERR_NO_WEBSOCKET_CONNECTION", "D3")
         if not self.auto and not self.foreground:
             self._arm("window", self.window_us)  # M3: 30 s from this ping
             self.hit("M3")
+        if not self.server.silent:
+            self.pings += 1  # the server receives it (M3, D3)
         self.hit("D3")
         self.hit("E2")
-        return self.api("ping")
+        return self.api("ping", "D3")
 
     # --- Platform signals -------------------------------------------------------------------------
     def enter_background(self) -> None:
@@ -389,7 +448,7 @@ class Oracle:
             return
         if self.socket_up or self.attempt:
             if self.foreground:
-                self._end_socket()
+                self._end_socket("D6a")
                 self.set_status("disconnected", "D6a")
             else:
                 self._settle("M5")
@@ -407,7 +466,8 @@ class Oracle:
 
     def restart(self) -> None:
         """A new process: nothing survives but the stored session (L1), restored by init (L2)."""
-        self._end_socket()
+        self.attempt = False  # the process dies with its attempt: nobody is told
+        self._end_socket("L2")
         self._queue.clear()
         self.login_generation += 1
         self.deadlines.clear()
@@ -419,6 +479,8 @@ class Oracle:
         self.foreground = True
         self.status = "disconnected"  # a new process: no listener is told about the old one
         self.status_log.append((self.now, "disconnected"))
+        self.status_history.append((self.now, "disconnected", "L2"))
+        self.status_rule = "L2"
         if self.stored is not None:
             self.user = self.stored
             self._after_login("L2")
@@ -509,6 +571,11 @@ class Oracle:
             self._disarm(timer)
             self._timer(timer)
             return
+        if kind == "renew":
+            if generation == self.login_generation and self.user is not None and not self.rejected \
+                    and not self.server.refuse_login:
+                self.session_writes, self.session_rule = self.session_writes + 1, "D16"
+            return
         if kind == "login":
             if generation == self.login_generation and self.login_pending is not None:
                 if self.server.refuse_login:
@@ -526,13 +593,15 @@ class Oracle:
                 self._attempt_failed("D6", hint=self.server.overloaded)
             elif self.server.reject_auth:
                 self._disarm("attempt")
+                self._end_attempt(REJECTED, "D5")
                 self.error_note("D5")
                 self._settle("D5")
                 self.rejected, self.stored = True, None  # D16: the session goes, nothing reopens
                 self.hit("D16")
             else:
                 self._disarm("attempt")
-                self.attempt, self.socket_up = False, True
+                self._end_attempt("", "D5")
+                self.socket_up, self.socket_rule = True, "D5"
                 self._arm("stable", self.stable_us)  # D14: the count starts over if this holds
                 self.set_status("connected", "D5")
                 if self.after_failures and self.notes and self.notes[-1].name == "on_connected":
@@ -570,6 +639,7 @@ class Oracle:
             self.hit("D6b")
             self.hit("D6")
         elif timer == "keepalive":
+            self.keepalives += 1  # sent, whether or not the link still carries it
             if not self.server.silent:
                 self._answer_keepalive()
             self._arm("pong", self.pong_us)

@@ -24,6 +24,7 @@ from cometchat_fsm.conformance.stateful import (
     make_machine,
     run_machine,
 )
+from cometchat_fsm.conformance.steering import scenarios_of
 from cometchat_fsm.core.errors import CometChatException
 
 
@@ -78,8 +79,11 @@ class CheckReport:
 
 
 def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Machine | None = None,
-               out: TextIO | None = None) -> CheckReport:
-    """Run the three checks against `machine` (default: the real table) and collect the report."""
+               out: TextIO | None = None, first_failure: bool = False) -> CheckReport:
+    """Run the three checks against `machine` (default: the real table) and collect the report.
+
+    With `first_failure` the later checks are skipped once one has failed, and a divergence is not
+    shrunk (the mutation run only needs to know that check fails, and which rules it names)."""
     started = time.perf_counter()
 
     def say(text: str) -> None:
@@ -105,9 +109,13 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
                 say(f"      ! {v}")
             elif n == 5:
                 say(f"      ! ... {len(result.violations) - 5} more")
-            for rid in INVARIANT_RULES.get(v.invariant, ("D11",)):
+            for rid in v.rules or INVARIANT_RULES.get(v.invariant, ("D11",)):
                 if rid in rows:
-                    rows[rid].problems.append(f"invariant '{v.invariant}' broken at {v.state}")
+                    rows[rid].problems.append(f"invariant '{v.invariant}' broken at {v.state}"
+                                              + (f" after {v.event}" if v.event else ""))
+
+    if first_failure and any(not e.ok for _, e in explorations):
+        return CheckReport(rows, explorations, seconds=time.perf_counter() - started)
 
     say("[2/3] the examples written in specs/rules.toml")
     outcomes = run_examples(specs, machine=machine)
@@ -124,6 +132,9 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
                 say(f"      ! {rid}: {'; '.join(o.problems)}\n        replay: {o.command}")
     say(f"      {total} examples, {failed} failed")
 
+    if first_failure and failed:
+        return CheckReport(rows, explorations, seconds=time.perf_counter() - started)
+
     examples, steps = PROFILES[profile]
     say(f"[3/3] Hypothesis stateful run against the oracle ({profile}: {examples} examples x up to "
         f"{steps} steps, seed {seed})")
@@ -133,8 +144,9 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
         if n % every == 0:
             say(f"      {n} examples")
 
-    context = RunContext(specs=specs, machine=machine, progress=progress)
-    divergence = run_machine(make_machine(context), hypothesis_settings(profile), seed)
+    context = RunContext(specs=specs, machine=machine, progress=progress, scenarios=scenarios_of(specs))
+    given = hypothesis_settings(profile, shrink=not first_failure)
+    divergence = run_machine(make_machine(context), given, seed)
     for rid, n in context.hits.items():
         if rid in rows:
             rows[rid].random_hits += n

@@ -14,34 +14,27 @@ from dataclasses import dataclass, field
 
 import hypothesis
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, reject, settings
+from hypothesis import HealthCheck, Phase, reject, settings
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, initialize, invariant, rule
 from transitions import Machine
 
 from cometchat_fsm.conformance.oracle import Expected, Oracle
 from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.conformance.stateful_server import PAUSES, WAITS, ServerFaultRules
+from cometchat_fsm.conformance.steering import (
+    Scenario,
+    crash_rule,
+    fmt,
+    outcome,
+    same_notes,
+    status_rule,
+)
 from cometchat_fsm.conformance.subject import Subject, SubjectFactory, simulation_subject
+from cometchat_fsm.core.effects import StoreSession
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.sim.script import Step
-
-EDGES = (0.0, 0.001, 0.5, 1.0, 2.999, 3.0, 3.001, 9.999, 10.0, 14.999, 15.0, 15.001, 18.0,
-         29.999, 30.0, 30.001, 45.0)
-WAITS = st.one_of(st.sampled_from(EDGES),
-                  st.floats(min_value=0.0, max_value=60.0, allow_nan=False).map(lambda x: round(x, 3)))
-#: Time after an input: half the steps let none pass, so that bursts of inputs at one instant
-#: are tried too; the rest wait around an edge. (Swarm testing may switch the `wait` rule off
-#: for a whole example; pauses keep time moving there.)
-PAUSES = st.one_of(st.just(0.0), WAITS)
-LATENCIES = st.sampled_from((0.0, 0.0, 0.25, 1.0, 2.0, 4.0, 12.0))
-HINTS = st.sampled_from((None, None, 0.5, 5.0, 40.0))
-#: ... and, in the oracle run only, a hint far over max_retry_after (D18).
-ORACLE_HINTS = st.one_of(HINTS, st.just(1_000_000.0))
-#: How long a flapping server keeps each accepted socket: either side of stable_after (D14).
-FLAPS = st.sampled_from((None, None, 0.05, 1.0, 9.999, 10.0))
-#: How late a busy link brings a keep-alive's answer: either side of the 3 s pong timeout (D17).
-BUSY = st.sampled_from((None, None, 2.0, 4.0, 20.0))
 
 
 class Divergence(AssertionError):
@@ -85,9 +78,11 @@ class RunContext:
     #: How far (microseconds) a notification's time may be from the oracle's: a driver's clock may
     #: sleep exact floats where the oracle rounds each random delay to a whole microsecond.
     tolerance_us: int = 0
+    #: Prefixes an example may start from (steering, see `Scenario`); empty: none.
+    scenarios: tuple[Scenario, ...] = ()
 
 
-class LifecycleConformance(RuleBasedStateMachine):
+class LifecycleConformance(ServerFaultRules, RuleBasedStateMachine):
     """Rules are the Simulation's inputs and server faults; the invariant is agreement."""
 
     context: RunContext  # set by `make_machine`
@@ -103,10 +98,17 @@ class LifecycleConformance(RuleBasedStateMachine):
 
     @initialize(auto=st.booleans(), seed=st.integers(0, 2**16),
                 limit=st.sampled_from((None, None, None, 0, 2)),
-                prelude=st.sampled_from(("", "login", "login+connect", "login+connect")))
-    def start(self, auto: bool, seed: int, limit: int | None, prelude: str) -> None:
-        """A fresh client; most examples start logged in and connected, where most rules live."""
+                prelude=st.sampled_from(("", "login", "login+connect", "login+connect")), late=st.booleans(),
+                data=st.data())
+    def start(self, auto: bool, seed: int, limit: int | None, prelude: str, late: bool,
+              data: st.DataObject) -> None:
+        """A fresh client; most examples start logged in and connected, where most rules live; a
+        third start from one of the specs' examples (`Scenario`)."""
         ctx = self.context
+        scenario = None
+        if ctx.scenarios and data.draw(st.integers(0, 2), label="from an example") == 2:
+            scenario = data.draw(st.sampled_from(ctx.scenarios), label="scenario")
+            auto, limit, prelude = scenario.mode == "auto", scenario.limit, ""
         ctx.examples += 1
         if ctx.progress is not None:
             ctx.progress(ctx.examples)
@@ -118,10 +120,31 @@ class LifecycleConformance(RuleBasedStateMachine):
         self.limit = limit
         self.sim = ctx.subject(app, seed, ctx.machine)
         self.oracle = Oracle(ctx.specs, auto=auto, seed=seed, max_reconnect_attempts=limit)
+        if late and hasattr(self.sim, "deliver_late"):  # a real event loop's late deliveries
+            self._do(0.0, Step("late", True), lambda s: s.deliver_late(True), lambda o: None)  # type: ignore[attr-defined]
         if prelude:
             self.login("alice", 0.0)
         if prelude == "login+connect":
             self.connect(0.0)
+        for step in scenario.steps if scenario is not None else ():
+            self._replay(step)
+            self.agrees_with_the_rules()
+
+    def _replay(self, step: Step) -> None:
+        """One step of a scenario, as the rule of the same word would take it."""
+        word, arg = step.word, step.arg
+        if word == "wait":
+            self.wait(float(arg or 0.0))
+        elif word == "login":
+            self.login(str(arg), 0.0)
+        elif word in ("reject", "throttle", "refuse"):
+            getattr(self, word)(bool(arg), 0.0)
+        elif word == "latency":
+            self.latency(float(arg or 0.0), 0.0)
+        elif word in ("overload", "flap", "busy"):
+            getattr(self, word)(None if arg is None else float(arg), 0.0)
+        else:
+            getattr(self, word)(0.0)
 
     # --- Driving both sides ---------------------------------------------------------------------
     def _do(self, pause: float, step: Step, on_sim: Callable[[Subject], object],
@@ -132,15 +155,23 @@ class LifecycleConformance(RuleBasedStateMachine):
         before = len(self.oracle.rules_hit)
         got_result: object = None
         got_error: CometChatException | None = None
+        crash: Exception | None = None
         try:
             got_result = on_sim(self.sim)
         except CometChatException as exc:
             got_error = exc
+        except Exception as exc:  # the core's own assert: a verdict, not a traceback
+            crash = exc
         expected = on_oracle(self.oracle) or Expected()
         self.oracle.advance(0)  # like the Simulation: what is due at this instant happens now
         rules = self.oracle.rules_hit[before:]
         self.context.hits.update(rules)
-        blame = rules[-1] if rules else self._rule_of_call(step.word)
+        if crash is not None:
+            self._fail(crash_rule(crash, rules), f"{step} crashed the client: "
+                                                             f"{type(crash).__name__}: {crash}")
+        # The rule that gives the expected answer (E2, D3, D4, ...), else the last one applied.
+        blame = expected.rule if (expected.result is not None or expected.error_code is not None) else \
+            (rules[-1] if rules else self._rule_of_call(step.word))
         if expected.error_code is not None:
             if got_error is None or (got_error.code, got_error.details) != (expected.error_code,
                                                                              expected.error_details):
@@ -223,48 +254,32 @@ class LifecycleConformance(RuleBasedStateMachine):
                  lambda o: o.advance(seconds))
 
     # --- Rules: server faults -------------------------------------------------------------------
-    @rule(pause=PAUSES)
-    def drop(self, pause: float) -> None:
-        self._do(pause, Step("drop"), lambda s: s.server_drop(), lambda o: o.server_drop())
-
-    @rule(pause=PAUSES)
-    def silent(self, pause: float) -> None:
-        self._do(pause, Step("silent"), lambda s: s.server_silent(), lambda o: o.server_silent())
-
-    @rule(flag=st.booleans(), pause=PAUSES)
-    def reject(self, flag: bool, pause: float) -> None:
-        self._do(pause, Step("reject", flag), lambda s: s.server_reject_auth(flag),
-                 lambda o: o.server_reject_auth(flag))
-
-    @rule(flag=st.booleans(), pause=PAUSES)
-    def throttle(self, flag: bool, pause: float) -> None:
-        self._do(pause, Step("throttle", flag), lambda s: s.server_throttle(flag),
-                 lambda o: o.server_throttle(flag))
-
-    @rule(seconds=LATENCIES, pause=PAUSES)
-    def latency(self, seconds: float, pause: float) -> None:
-        self._do(pause, Step("latency", seconds), lambda s: s.server_latency(seconds),
-                 lambda o: o.server_latency(seconds))
-
-    @rule(hint=ORACLE_HINTS, pause=PAUSES)
-    def overload(self, hint: float | None, pause: float) -> None:
-        self._do(pause, Step("overload", hint), lambda s: s.server_overloaded(hint),
-                 lambda o: o.server_overloaded(hint))
-
-    @rule(seconds=FLAPS, pause=PAUSES)
-    def flap(self, seconds: float | None, pause: float) -> None:
-        self._do(pause, Step("flap", seconds), lambda s: s.server_flap(seconds),
-                 lambda o: o.server_flap(seconds))
-
-    @rule(seconds=BUSY, pause=PAUSES)
-    def busy(self, seconds: float | None, pause: float) -> None:
-        self._do(pause, Step("busy", seconds), lambda s: s.server_busy(seconds),
-                 lambda o: o.server_busy(seconds))
-
-    @rule(flag=st.booleans(), pause=PAUSES)
-    def refuse(self, flag: bool, pause: float) -> None:
-        self._do(pause, Step("refuse", flag), lambda s: s.server_refuse_login(flag),
-                 lambda o: o.server_refuse_login(flag))
+    def _same_traffic(self, sim: Subject, oracle: Oracle) -> None:
+        """What the server receives (app pings, keep-alives) and how each attempt ended, where the
+        system under test can tell."""
+        server = getattr(sim, "server", None)
+        pings, keepalives = getattr(server, "pings", None), getattr(server, "keepalives", None)
+        if pings is not None and pings != oracle.pings:
+            self._fail("M3" if not oracle.auto else "D3",
+                       f"the server should have received {oracle.pings} app pings, received {pings}")
+        if keepalives is not None and keepalives != oracle.keepalives:
+            self._fail("D7", f"the server should have received {oracle.keepalives} keep-alives, "
+                             f"received {keepalives}")
+        log = getattr(sim, "effects_log", None)
+        writes = None if log is None else sum(isinstance(e, StoreSession) for _, e in log)
+        if writes is not None and writes != oracle.session_writes:
+            self._fail(oracle.session_rule, f"the session should have been stored {oracle.session_writes} "
+                                            f"times, was stored {writes} times")
+        attempts = getattr(sim, "attempts", None)
+        if attempts is None:
+            return
+        got = [("" if error is None else error.code) for _, error in attempts]
+        want = [code for code, _ in oracle.attempts]
+        if got != want:
+            i = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                     min(len(got), len(want)))
+            rule = oracle.attempts[i][1] if i < len(want) else oracle.socket_rule
+            self._fail(rule, f"attempt #{i + 1} should end {outcome(want, i)}, ended {outcome(got, i)}")
 
     # --- The invariant --------------------------------------------------------------------------
     @invariant()
@@ -275,48 +290,35 @@ class LifecycleConformance(RuleBasedStateMachine):
         got = [(round(t * 1_000_000), name) for t, name in sim.notifications]
         want = [(n.time_us, n.name) for n in oracle.notes]
         tol = self.context.tolerance_us
-        if not _same_notes(got, want, tol):
+        if not same_notes(got, want, tol):
             pairs = enumerate(zip(got, want, strict=False))
-            i = next((i for i, (a, b) in pairs if not _same_notes([a], [b], tol)),
+            i = next((i for i, (a, b) in pairs if not same_notes([a], [b], tol)),
                      min(len(got), len(want)))
             # A missing or different notification: the rule that expected it (D6a when its time is
             # that of a retry after failed attempts); an extra one: D6a for a retry before its time,
             # else the last rule the oracle applied.
             note = oracle.notes[i] if i < len(oracle.notes) else None
-            if note is None:
+            if note is None:  # one the rules do not expect: the rule behind the status now breaks
                 early_retry = got[i][1] == "on_connecting" and oracle.retry_window() is not None
-                rule_id = "D6a" if early_retry else _last_rule(oracle)
+                rule_id = "D6a" if early_retry else status_rule(oracle)
             else:
                 rule_id = "D6a" if note.slack_us else note.rule
-            self._fail(rule_id, f"notifications differ from #{i}: expected {_fmt(want[i:i + 3])}, "
-                                f"got {_fmt(got[i:i + 3])}")
+            self._fail(rule_id, f"notifications differ from #{i}: expected {fmt(want[i:i + 3])}, "
+                                f"got {fmt(got[i:i + 3])}")
         if sim.status.value != oracle.status:
-            self._fail((oracle.rules_hit or ["D11"])[-1],
+            self._fail(status_rule(oracle, sim.status.value),
                        f"status should be {oracle.status}, is {sim.status.value}")
         if sim.open_sockets is not None and sim.open_sockets != oracle.open_sockets:
             second = sim.open_sockets > max(1, oracle.open_sockets)  # D4: never a second socket
-            self._fail("D4" if second else _last_rule(oracle),
+            self._fail("D4" if second else oracle.socket_rule,
                        f"open sockets should be {oracle.open_sockets}, are {sim.open_sockets}")
+        self._same_traffic(sim, oracle)
         unobserved: frozenset[str] = getattr(sim, "unobserved", frozenset())  # what a driver lacks
         if "user" not in unobserved and sim.logged_in_user != oracle.logged_in:
             self._fail("D9" if oracle.logged_in is None else "L1",
                        f"logged-in user should be {oracle.logged_in}, is {sim.logged_in_user}")
         if "stored" not in unobserved and sim.stored_user != oracle.stored:
             self._fail("L1", f"stored session should be {oracle.stored}, is {sim.stored_user}")
-
-
-def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]], tol: int) -> bool:
-    return len(got) == len(want) and all(
-        a[1] == b[1] and abs(a[0] - b[0]) <= tol for a, b in zip(got, want, strict=True))
-
-
-def _last_rule(oracle: Oracle) -> str:
-    """The last rule the oracle applied, past the bookkeeping ones (D11 notifications, E2 answers)."""
-    return next((r for r in reversed(oracle.rules_hit) if r not in ("D11", "E2")), "D11")
-
-
-def _fmt(notes: list[tuple[int, str]]) -> str:
-    return ", ".join(f"{name}@{t / 1_000_000:g}" for t, name in notes) or "nothing"
 
 
 def run_machine(machine: type[LifecycleConformance], given: settings, seed: int) -> Divergence | None:
@@ -346,7 +348,10 @@ PROFILES: dict[str, tuple[int, int]] = {  # name -> (examples, max steps per exa
 }
 
 
-def hypothesis_settings(profile: str) -> settings:
+def hypothesis_settings(profile: str, *, shrink: bool = True) -> settings:
+    """The profile's settings; no example database, so a seed alone determines the run. Without
+    `shrink` a divergence is reported as found (the mutation run only needs to know there is one)."""
     examples, steps = PROFILES[profile]
+    phases = tuple(p for p in Phase if shrink or p not in (Phase.shrink, Phase.explain))
     return settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck), print_blob=False)
+                    suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)

@@ -175,8 +175,8 @@ class _Checker:
                 elif early is not None:  # the implementation did what the rules expect later
                     self.fail(early.rule, t_obs, f"{obs.name} at {early.time_us / US:.3f} s",
                               f"{obs.name} at {t_obs / US:.3f} s", obs.line, self.hint(early.time_us, t_obs))
-                else:
-                    rule = (self.oracle.rules_hit or ["D11"])[-1]
+                else:  # the rule behind the status it contradicts (M2 for a held background window)
+                    rule = self.oracle.status_blame(t_obs)
                 self.fail(rule, t_obs, f"no {obs.name} at {t_obs / US:.3f} s", obs.name, obs.line)
         while self.statuses and self.statuses[0][0] + self.tol < t_us:
             self.check_status(*self.statuses.pop(0))
@@ -218,11 +218,9 @@ class _Checker:
         statuses = {before[-1] if before else "disconnected"}
         statuses |= {s for at, s in log if t_us - self.tol < at <= t_us + self.tol}
         if obs.status not in statuses:
-            rule = next((n.rule for n in reversed(self.oracle.notes) if n.time_us <= t_us + self.tol), "D11")
+            rule = self.oracle.status_blame(t_us, obs.status)  # D12 where throttling is involved
             early = self.upcoming(_NOTE_OF_STATUS[obs.status])
-            if "featureThrottled" in statuses | {obs.status}:
-                rule = "D12"  # throttled or not: the one rule about it
-            elif early is not None:
+            if rule != "D12" and early is not None:
                 rule = early.rule  # shown before the rules allow it
             self.fail(rule, t_us, f"status {' or '.join(sorted(statuses))}", f"status {obs.status}", obs.line)
 

@@ -220,8 +220,9 @@ def machine_config(table: Sequence[Row] = TABLE) -> list[dict[str, object]]:
 
 
 def build_machine(table: Sequence[Row] = TABLE) -> Machine:
-    """One Machine for any number of client models (`ClientModel` adds itself)."""
-    return Machine(
+    """One Machine for any number of client models (`ClientModel` adds itself); its `table`
+    attribute keeps the rows it was built from (to name a row's rules)."""
+    machine = Machine(
         model=None,
         states=Phase,
         initial=Phase.LOGGED_OUT,
@@ -230,6 +231,8 @@ def build_machine(table: Sequence[Row] = TABLE) -> Machine:
         ignore_invalid_triggers=True,
         send_event=False,
     )
+    machine.table = tuple(table)  # type: ignore[attr-defined]
+    return machine
 
 
 _shared: Machine | None = None

@@ -65,6 +65,8 @@ WORDS: tuple[Word, ...] = (
     Word("flap", ("server_flap",), "seconds|off", "drop each socket SECONDS after accepting it (D14)"),
     Word("refuse", ("server_refuse_login",), "flag", "the server refuses (on) or accepts (off) logins"),
     Word("busy", ("server_busy",), "seconds|off", "keep-alive answers come SECONDS late, behind data (D17)"),
+    Word("late", ("deliver_late",), "flag",
+         "closed sockets' outcomes and cancelled timers' firings arrive late (on), as in a real event loop"),
 )
 _BY_NAME = {alias: w for w in WORDS for alias in (w.name, *w.aliases)}
 ACCEPTED = ", ".join(w.name for w in WORDS)
@@ -157,6 +159,7 @@ def apply(sim: Simulation, step: Step) -> str | None:
         "restart": sim.restart,
         "drop": sim.server_drop,
         "silent": sim.server_silent,
+        "late": lambda: sim.deliver_late(bool(step.arg)),
         "reject": lambda: sim.server_reject_auth(bool(step.arg)),
         "throttle": lambda: sim.server_throttle(bool(step.arg)),
         "latency": lambda: sim.server_latency(float(step.arg or 0.0)),

@@ -118,6 +118,7 @@ class ServerState:
     silent: set[int] = field(default_factory=set)  # half-open: nothing more arrives from them
     pings: int = 0  # app pings received (M3)
     keepalives: int = 0  # keep-alives received (D7)
+    late: bool = False  # deliver late outcomes of closed sockets and late firings of cancelled timers
 
 
 class Simulation:
@@ -145,6 +146,7 @@ class Simulation:
         self._seq = itertools.count()
         self._timers: dict[Timer, int] = {}  # timer -> seq of its live queue entry
         self._logins = 0
+        self._closed: list[int] = []  # closed sockets whose late outcomes race the next socket
         self.server = ServerState()
         self.stored_user: str | None = None  # the session store (L1): survives restart()
         self.notifications: list[tuple[float, str]] = []
@@ -353,6 +355,14 @@ class Simulation:
         authentication (a flapping server, D14); None stops it (no socket is dropped since)."""
         self.server.flap_us = None if seconds is None else to_us(seconds, "flap")
 
+    def deliver_late(self, flag: bool) -> None:
+        """While on, the driver behaves as a real event loop can: a socket the core closed still
+        reports outcomes (its close, an acceptance, a pong) just after, and again just after the
+        next socket opens; a timer the core cancelled still fires just after, unless it was armed
+        again. The core must ignore each
+        (conformance/explore.py checks the same from every state)."""
+        self.server.late = self._flag(flag)
+
     def server_refuse_login(self, flag: bool) -> None:
         """While on, the server refuses every login (the client then stays logged out, D16)."""
         self.server.refuse_login = self._flag(flag)
@@ -396,9 +406,15 @@ class Simulation:
         match effect:
             case OpenSocket(socket=sock):
                 self.server.sockets.add(sock)
+                for old in self._closed:  # the old sockets' outcomes race the new one's
+                    self._schedule(0, ("late", old))
+                self._closed.clear()
                 self._schedule(self.server.latency_us, ("answer", sock))
             case CloseSocket(socket=sock):
                 self.server.sockets.discard(sock)
+                if self.server.late:
+                    self._schedule(0, ("late", sock))
+                    self._closed.append(sock)
             case SendKeepAlive(socket=sock):
                 self.server.keepalives += 1
                 if self._reachable(sock):
@@ -414,6 +430,8 @@ class Simulation:
                 self._record.armed(self.now, timer, delay, retry)
             case CancelTimer(timer=timer):
                 self._timers.pop(timer, None)
+                if self.server.late:
+                    self._schedule(0, ("late-timer", timer))
                 self._record.ended(self.now, timer, CANCELLED)
             case Notify(name=name, error=error):
                 self.notifications.append((self.now, name))
@@ -436,6 +454,15 @@ class Simulation:
             return
         assert isinstance(what, tuple)
         kind, sock = what[0], what[1]  # for a login, `sock` is the login's number
+        if kind == "late-timer":
+            if sock not in self._timers:  # armed again since: its own firing is the live one
+                self._feed(TimerFired(sock))
+            return
+        if kind == "late":
+            for late in (AuthAccepted(sock), PongReceived(sock), SocketClosed(sock)):
+                if self.model.socket != sock:
+                    self._feed(late)
+            return
         if kind == "login":
             if self.model.phase is Phase.LOGGING_IN and sock == self._logins:
                 self._feed(LoginFailed(LOGIN_REFUSED.exception()) if self.server.refuse_login
