@@ -45,6 +45,23 @@ CHILD_LIMIT = 240.0
 SIDES = ("bare websockets", "asyncio open_client", "trio open_client")
 
 
+class Watch:
+    """The app's connection listener, one per client (a class of the app, as in bench/live.py:
+    not a class and an Event made per client, which the bare side does not pay either)."""
+
+    __slots__ = ("release", "up")
+
+    def __init__(self, up: Callable[[], None], release: Callable[[], None]) -> None:
+        self.up = up
+        self.release: Callable[[], None] | None = release
+
+    def on_connected(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:  # the first connection of this client: counted once
+            self.up()
+            release()
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
@@ -79,6 +96,7 @@ async def asyncio_side(cfg: dict[str, Any]) -> dict[str, Any]:
     async def one(i: int, up: Callable[[], None], stop: asyncio.Event) -> None:
         await sem.acquire()  # released once connected: at most CONCURRENCY attempts in flight
         released = False
+        watch: Watch | None = None
         try:
             if bare:
                 async with connect(cfg["url"] + "/v1/socket", ping_interval=None, compression=None,
@@ -92,22 +110,13 @@ async def asyncio_side(cfg: dict[str, Any]) -> dict[str, Any]:
                     released = True
                     await stop.wait()
                 return
-            connected = asyncio.Event()
-
-            class Watch:
-                def on_connected(self) -> None:
-                    connected.set()
-
+            watch = Watch(up, sem.release)
             async with open_client(f"bench-{i}", settings, url=cfg["url"], store=cfg["store"],
-                                   listeners={"bench": Watch()}) as c:
+                                   listeners={"bench": watch}) as c:
                 held.append(c)
-                await connected.wait()
-                up()
-                sem.release()
-                released = True
-                await stop.wait()
+                await stop.wait()  # the app holds its client, as the bare side holds its socket
         finally:
-            if not released:
+            if not released and (watch is None or watch.release is not None):
                 sem.release()
 
     async def run(count: int, first: int) -> tuple[float, int]:
@@ -155,27 +164,20 @@ async def trio_side(cfg: dict[str, Any]) -> dict[str, Any]:
     async def run(count: int, first: int) -> tuple[float, int]:
         sem, done, count_up = trio.Semaphore(CONCURRENCY), trio.Event(), [0]
 
+        def up() -> None:
+            count_up[0] += 1
+            if count_up[0] == count:
+                done.set()
+
         async def one(i: int) -> None:
             await sem.acquire()
-            released = False
-            connected = trio.Event()
-
-            class Watch:
-                def on_connected(self) -> None:
-                    connected.set()
-
+            watch = Watch(up, sem.release)
             try:
                 async with open_client(f"bench-{i}", settings, url=cfg["url"], store=cfg["store"],
-                                       listeners={"bench": Watch()}):
-                    await connected.wait()
-                    count_up[0] += 1
-                    if count_up[0] == count:
-                        done.set()
-                    sem.release()
-                    released = True
+                                       listeners={"bench": watch}):
                     await trio.sleep_forever()
             finally:
-                if not released:
+                if watch.release is not None:
                     sem.release()
 
         t0 = time.perf_counter()

@@ -307,9 +307,9 @@ CALLS: dict[str, Call] = {
     "status_changes": lambda c: c.status_changes(),
 }
 #: Reading what the client knew stays possible after it closed.
-READERS = {"status", "get_connection_status", "logged_in_user", "get_logged_in_user", "phase",
-           "credentials_rejected", "connected_info", "last_message_id", "open_sockets",
-           "duplicates_dropped", "settings", "app_id"}
+READERS = {"get_connection_status", "get_logged_in_user", "status", "logged_in_user", "phase",
+           "credentials_rejected", "connected_info", "last_message_id", "open_sockets", "duplicates_dropped",
+           "misaddressed_dropped", "settings", "app_id"}
 
 
 def test_every_public_method_is_covered() -> None:

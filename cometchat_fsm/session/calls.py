@@ -26,6 +26,8 @@ CONNECT_GUARD = 5.0
 class CallsPart(DriverPart):
     """connect, disconnect, ping, the platform signals, and the read-only view."""
 
+    __slots__ = ()
+
     # --- Reading ------------------------------------------------------------------------------
     @property
     def status(self) -> ConnectionStatus:

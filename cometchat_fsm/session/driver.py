@@ -53,6 +53,8 @@ log = logging.getLogger("cometchat_fsm.session.driver")
 class DriverPart(RequestsPart):
     """Events to the core, its effects carried out; frames from the server as events."""
 
+    __slots__ = ("_draining", "_pending", "_timers", "_waiters")
+
     _pending: list[Effect]
     _draining: bool
     _waiters: list[Waiter]

@@ -28,12 +28,15 @@ PLACE_WRITE_INTERVAL = 1.0
 class InboxPart(ListenersPart):
     """The inbox, the place, and the user switch that empties them (D19)."""
 
+    __slots__ = ("_last_id", "_place_due", "_place_written_at", "_queue", "_readers", "_resuming",
+                 "_skipping", "_taken_id", "duplicates_dropped", "misaddressed_dropped")
+
     #: Message frames dropped: delivered before (D13) / for another user than the one logged in (D19).
     duplicates_dropped: int
     misaddressed_dropped: int
     #: The id of the last message put in the inbox (D13); sent with every auth frame.
     _last_id: int | None
-    _queue: deque[Message]
+    _queue: deque[Message] | None  # made on first use, dropped once empty (an empty deque is ~0.8 KiB)
     _readers: Signal | None
     _taken_id: int | None
     # D21: the inbox was full, so message frames are ignored (the server was told `pause`)
@@ -46,7 +49,7 @@ class InboxPart(ListenersPart):
     def _init_inbox(self) -> None:
         self.duplicates_dropped = self.misaddressed_dropped = 0
         self._last_id = self._taken_id = None
-        self._queue = deque()
+        self._queue = None
         self._readers = None
         self._skipping = self._resuming = self._place_due = False
         self._place_written_at = -math.inf
@@ -71,16 +74,19 @@ class InboxPart(ListenersPart):
 
     async def _take(self) -> AsyncIterator[Message]:
         while True:
-            while not self._queue:
+            while not (queue := self._queue):
                 if self._closed:
                     return
                 if self._readers is None:
                     self._readers = self._signal()
                 await self._readers.wait()
-            message = self._queue.popleft()
+            message = queue.popleft()
+            left = len(queue)
+            if not left:
+                self._queue = None
             self._taken_id = message.id  # taken: a replay must start after it
             self._place_moved()
-            if self._skipping and not self._resuming and len(self._queue) <= self.settings.inbox_limit // 2:
+            if self._skipping and not self._resuming and left <= self.settings.inbox_limit // 2:
                 self._ask_to_resume()
             if message.receiver == self._model.user:  # D19 (the inbox is emptied at a switch anyway)
                 yield message
@@ -103,13 +109,15 @@ class InboxPart(ListenersPart):
             return
         if self._skipping:
             return  # D21: read back after `resumed` (or replayed on the next socket), in order
-        if len(self._queue) >= self.settings.inbox_limit:
+        queue = self._queue
+        if queue is not None and len(queue) >= self.settings.inbox_limit:
             self._skipping = True  # D21: full; the server holds the rest until we resume
             self._send(sock, wire.Pause())
             return
-        if not self._queue:
+        if not queue:
             self._taken_id = self._last_id
-        self._queue.append(message)
+            queue = self._queue = deque()
+        queue.append(message)
         self._last_id = message.id
         self._wake_readers()
 
@@ -164,7 +172,7 @@ class InboxPart(ListenersPart):
         """D19: the user `leaving[0]` logged out (or another logs in): their place is stored
         for their next login, and what they had not taken is discarded, never shown to another."""
         self._save_place(*leaving)
-        self._queue.clear()
+        self._queue = None
         self._last_id = self._taken_id = None
         self._skipping = self._resuming = False
 

@@ -17,6 +17,8 @@ from cometchat_fsm.wire.codec import decode, encode, shown
 class LoginPart(CallsPart):
     """login (with an auth key or a token), its renewal, and logout."""
 
+    __slots__ = ("_logins", "_verifying")
+
     _logins: int  # counts logins and logouts: an answer for an older one is void
     _verifying: bool
 

@@ -21,6 +21,8 @@ from cometchat_fsm.wire.codec import MAX_FETCH, MUID, shown
 class RequestsPart(InboxPart):
     """`send_message` and `fetch_messages`, and the answers that end them."""
 
+    __slots__ = ("_fetches", "_refs", "_sends")
+
     _refs: Iterator[int]
     _sends: dict[int, PendingSend]
     _fetches: dict[int, PendingFetch]

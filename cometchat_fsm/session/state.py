@@ -83,6 +83,8 @@ class SocketState:
 class ClientState:
     """The state the session parts share; the hooks at the bottom are the front end's."""
 
+    __slots__ = ("_closed", "_connected_info", "_model", "_store", "_token", "_trace", "app_id", "settings")
+
     app_id: str
     settings: AppSettings
     _model: ClientModel
