@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,9 +147,21 @@ def test_every_invariant_names_its_rules() -> None:
     assert list(INVARIANT_RULES) == list(INVARIANTS)
 
 
+def _oracle_sources() -> list[Path]:
+    """The files of oracle.py and of every module defining one of `Oracle`'s bases (its rule groups)."""
+    modules = {cls.__module__ for cls in oracle.Oracle.__mro__} | {oracle.__name__}
+    return sorted(Path(inspect.getfile(sys.modules[m])) for m in modules if m.startswith("cometchat_fsm."))
+
+
+def test_the_oracle_sources_are_its_modules() -> None:
+    names = {path.name for path in _oracle_sources()}
+    assert {"oracle.py", "oracle_state.py", "oracle_attempts.py", "oracle_server.py",
+            "oracle_background.py"} <= names
+
+
 def test_oracle_applied_rules_are_the_ids_written_in_it() -> None:
-    tree = ast.parse(Path(oracle.__file__).read_text(encoding="utf-8"))
-    written = {n.value for n in ast.walk(tree)
-               if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in
-               {r.id for r in SPECS.rules}}
+    ids = {r.id for r in SPECS.rules}
+    trees = [ast.parse(path.read_text(encoding="utf-8")) for path in _oracle_sources()]
+    written = {n.value for tree in trees for n in ast.walk(tree)
+               if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in ids}
     assert written == oracle.APPLIED_RULES
