@@ -16,8 +16,6 @@ MAX_CLASS_LINES = 250
 #: Module (path under the package) -> why it may be longer. Only the transition table is meant to stay.
 ALLOWED_MODULES = {
     "core/lifecycle.py": "the transition table: one place to read the whole machine",
-    # Being split on another branch (`teeth`, issue 14); remove each entry once its split is merged.
-    "sim/simulation.py": "being split on branch teeth",
 }
 #: "path:Class" -> why it may be longer (none).
 ALLOWED_CLASSES: dict[str, str] = {}
