@@ -16,7 +16,7 @@ import pytest
 from cometchat_fsm.conformance.mutants import all_mutants, applied, by_id
 from cometchat_fsm.conformance.mutation import SAMPLE, equivalence, main, run_mutant
 from cometchat_fsm.conformance.specs import Specs, load_specs
-from cometchat_fsm.core import lifecycle, model
+from cometchat_fsm.core import lifecycle, model, model_timers
 from cometchat_fsm.core.model import ClientModel
 
 
@@ -57,7 +57,8 @@ def test_every_kind_of_mutant_is_made_and_applied_in_memory_only() -> None:
     assert {"delete", "dest", "drop", "unless", "negate", "swap"} <= set(table_kinds)
     assert table_kinds["delete"] == len(lifecycle.TABLE)
     def core() -> tuple[dict[object, object], ...]:
-        return dict(lifecycle.ROUTES), dict(vars(ClientModel)), dict(vars(model))
+        return (dict(lifecycle.ROUTES), dict(vars(ClientModel)), dict(vars(model)),
+                dict(vars(model_timers.TimerActions)), dict(vars(model_timers)))
     before = core()
     for m in mutants:
         if m.patches:

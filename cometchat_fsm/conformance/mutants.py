@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cometchat_fsm.core import errors, lifecycle, model
+from cometchat_fsm.core import errors, lifecycle, model_timers
 from cometchat_fsm.core.backoff import backoff_ceiling, backoff_delay
 from cometchat_fsm.core.effects import AttemptEnded, CloseSocket, Notify, SendKeepAlive
 from cometchat_fsm.core.events import Timer
@@ -54,8 +54,8 @@ def applied(mutant: Mutant) -> Iterator[None]:
                 saved.append((target, name, target[name]))
                 target[name] = value
             else:
-                assert isinstance(name, str)
-                saved.append((target, name, target.__dict__[name]))
+                assert isinstance(name, str)  # the class's own attribute, or None: inherited
+                saved.append((target, name, target.__dict__.get(name)))
                 setattr(target, name, value)
         yield
     finally:
@@ -64,7 +64,10 @@ def applied(mutant: Mutant) -> Iterator[None]:
                 target[name] = old
             else:
                 assert isinstance(name, str)
-                setattr(target, name, old)
+                if old is None:
+                    delattr(target, name)  # inherited again (e.g. TimerActions' methods)
+                else:
+                    setattr(target, name, old)
 
 
 def describe_row(k: int, r: Row) -> str:
@@ -168,7 +171,7 @@ def _hint_added(retry: int, u: float, *, base: float = 1.0, cap: float = 30.0,
 
 
 def backoff_mutants() -> list[Mutant]:
-    return [Mutant(f"B-{name}", "backoff", what, patches=((model.__dict__, "backoff_delay", fn),))
+    return [Mutant(f"B-{name}", "backoff", what, patches=((model_timers.__dict__, "backoff_delay", fn),))
             for name, what, fn in (
                 ("cap-after-jitter", "the cap applied after the jitter", _cap_after_jitter),
                 ("exponent+1", "the n-th retry waits up to base x 2^(n+1)", _off_by_one),
