@@ -71,8 +71,11 @@ def test_the_javascript_sdk_breaks_d1_d5_and_d6a(capsys: pytest.CaptureFixture[s
     except js_sdk.JsSetupError as exc:
         pytest.skip(f"JS SDK driver not run: {exc}")
     # E1 and D9 (answers only: connect() without a login does nothing, logout() without one fails) are
-    # found first and cost two rounds: looked past here, they are in the committed report.
-    report = run_conform(js_sdk.command(), examples=JS_EXAMPLES, max_rounds=6, known=frozenset({"E1", "D9"}),
+    # found first and cost two rounds: looked past here, they are in the committed report. D6b (an
+    # on_disconnected the SDK reports differently after a loss) is found since the oracle compares
+    # every attempt's outcome; looked past here too, to keep make test's time (see issue 13's note).
+    report = run_conform(js_sdk.command(), examples=JS_EXAMPLES, max_rounds=6,
+                         known=frozenset({"E1", "D9", "D6b"}),
                          until=frozenset({"D1", "D5", "D6a"}))
     _say(capsys, report, "JS SDK driver")
     assert report.error is None, report.error
