@@ -4,8 +4,6 @@ that breaks the protocol closes only its own connection, with the codec's close 
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import time
 
 import trio
@@ -76,29 +74,6 @@ class RealtimePart(FaultsPart):
             self.stats.logins_failed += 1
         conn.send(answer)
         conn.close(1000, "login answered")
-
-    def _login(self, frame: wire.Login | wire.TokenLogin) -> wire.LoginOk | wire.ErrorAnswer:
-        if isinstance(frame, wire.TokenLogin):
-            token = frame.auth_token
-            uid = self._tokens.get(token)
-            if uid is None:
-                logger.info("token login refused: unknown token %s", _redact(token))
-                return wire.ErrorAnswer("ERR_AUTH_TOKEN_INVALID",
-                                        "The auth token is not valid; log in with the auth key again.")
-            logger.info("token login of %s", uid)
-            return wire.LoginOk(uid, token, self.history.head)
-        uid, key = frame.uid, frame.auth_key
-        if not hmac.compare_digest(key.encode("utf-8", "surrogatepass"), self.auth_key.encode()):
-            logger.info("login of %r refused: wrong auth key", uid)
-            return wire.ErrorAnswer("ERR_AUTH_KEY_INVALID", "The auth key is not valid.")
-        if uid not in self._users:
-            logger.info("login refused: unknown uid %r", uid)
-            return wire.ErrorAnswer("ERR_UID_NOT_FOUND", f"The user {uid!r} does not exist.")
-        token = secrets.token_urlsafe(32)
-        self._tokens[token] = uid
-        self.history.add_token(token, uid)
-        logger.info("login of %s: token %s", uid, _redact(token))
-        return wire.LoginOk(uid, token, self.history.head)
 
     # --- /v1/socket ---------------------------------------------------------------------------
 
