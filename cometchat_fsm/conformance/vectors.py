@@ -111,6 +111,59 @@ def _from_examples(specs: Specs) -> list[Recorded]:
     return out
 
 
+@dataclass(frozen=True)
+class ExampleParts:
+    """Where a trace of an example (named `RULE-INDEX`, as the vectors are) splits into what its
+    `given` sets up and what its `when` does, so that a divergence in the `when` is named by the
+    example's rule (tracecheck.py). Times are microseconds from the trace's first line."""
+
+    rule: str
+    #: How many trace inputs the `given` makes, and the time its last moment reaches.
+    given_inputs: int
+    given_end_us: int
+
+    def when_starts(self, trace: Trace) -> int:
+        """The index in `trace.items` of the first item the `when` produced."""
+        origin = trace.items[0].t if trace.items else 0.0
+        seen = 0
+        for k, item in enumerate(trace.items):
+            if isinstance(item, Input):
+                if seen == self.given_inputs:
+                    return k
+                seen += 1
+            elif round((item.t - origin) * 1_000_000) > self.given_end_us:
+                return k
+        return len(trace.items)
+
+
+def example_parts(specs: Specs, trace: Trace) -> ExampleParts | None:
+    """The parts of the example `trace` is named after, or None: no example has that name, its
+    settings are not a trace's, or the trace's inputs (names and arguments, in order) are not the
+    example's."""
+    rule_id, _, index = trace.name.rpartition("-")
+    rule = next((r for r in specs.rules if r.id == rule_id), None)
+    example = next((e for e in (rule.examples if rule else ()) if str(e.index) == index), None)
+    if example is None or trace.mode != example.mode:
+        return None
+    if example.init is not None:  # the init call is the whole example
+        return ExampleParts(rule_id, 0, -1)
+    if set(example.settings) - set(SETTINGS):
+        return None
+    limit = example.settings.get("max_reconnect_attempts")
+    timing = {k: float(v) for k, v in example.settings.items() if k != "max_reconnect_attempts"}
+
+    def inputs(steps: list[Step]) -> tuple[Trace, list[tuple[str, object]]]:
+        recorded = record(steps, mode=example.mode, seed=example.seed,
+                          max_reconnect_attempts=None if limit is None else int(limit), timing=timing).trace
+        return recorded, [(i.name, i.args) for i in recorded.items if isinstance(i, Input)]
+
+    _, whole = inputs([*parse(example.given), *parse(example.when)])
+    if whole != [(i.name, i.args) for i in trace.items if isinstance(i, Input)]:
+        return None
+    given, given_inputs = inputs(parse(example.given))
+    return ExampleParts(rule_id, len(given_inputs), round((given.end or 0.0) * 1_000_000))
+
+
 def _walks(covered: set[int], budget: int = 400) -> list[Recorded]:
     """Seeded random walks, each kept only if it takes a row no vector took before."""
     out = []
