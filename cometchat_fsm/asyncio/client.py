@@ -25,12 +25,12 @@ from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.events import Event, NetworkLost, SocketClosed, Timer
 from cometchat_fsm.core.settings import AppSettings, init
 from cometchat_fsm.session.checks import LOGIN_PATH, MAX_FRAME, SOCKET_PATH, check_url, retry_after
-from cometchat_fsm.session.login import LoginPart
+from cometchat_fsm.session.sockets import SocketsPart
 from cometchat_fsm.session.state import Signal, SocketState
 from cometchat_fsm.session.store import SessionStore
 from cometchat_fsm.trace import TraceRecorder
 from cometchat_fsm.wire.codec import ProtocolError, decode, encode
-from cometchat_fsm.wire.frames import Auth, ClientFrame, Origin
+from cometchat_fsm.wire.frames import Auth, Origin
 
 log = logging.getLogger("cometchat_fsm.asyncio.client")
 
@@ -87,30 +87,19 @@ class _Socket(SocketState):
                 task.cancel()
 
 
-class Client(LoginPart):
+class Client(SocketsPart[_Socket]):
     """A CometChat-style client on asyncio. Get one from `open_client`; the calls (login,
     connect, send_message, messages, add_connection_listener, status_changes, ...) are the
     session parts' and documented there."""
 
-    __slots__ = ("_connect_to", "_loop", "_sockets", "_tasks")
+    __slots__ = ("_connect_to", "_loop", "_tasks")
 
     def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
                  random: Callable[[], float] | None = None, trace: TraceRecorder | None = None) -> None:
-        self._init_state(app_id, settings, store, random, trace)
-        self._init_listeners()
-        self._init_inbox()
-        self._init_requests()
-        self._init_driver()
-        self._init_login()
+        self._init_session(app_id, settings, store, random, trace)
         self._connect_to = connector
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sockets: dict[int, _Socket] = {}
-
-    @property
-    def open_sockets(self) -> int:
-        """Sockets open or being opened by this client (at most one: D4)."""
-        return len(self._sockets)
 
     # --- the session parts' hooks, on asyncio -----------------------------------------------------
     def _now(self) -> float:
@@ -138,12 +127,6 @@ class Client(LoginPart):
         except TimeoutError:
             return False
         return True
-
-    def _has_socket(self, sock: int) -> bool:
-        return sock in self._sockets
-
-    def _socket_state(self, sock: int) -> SocketState | None:
-        return self._sockets.get(sock)
 
     def _arm_timer(self, timer: Timer, delay: float) -> object:
         return self._loop.call_later(delay, self._timer_due, timer)
@@ -185,27 +168,6 @@ class Client(LoginPart):
         entry = self._sockets[sock] = _Socket()
         entry.task = self._start(self._run_socket(sock, entry))
 
-    def _close_socket(self, sock: int) -> None:
-        closing = self._sockets.pop(sock, None)
-        if closing is not None:
-            closing.cancel()
-            self._fail_waiting(sock, closing)
-
-    def _close_sockets(self) -> None:
-        for sock, entry in self._sockets.items():
-            entry.cancel()
-            self._fail_waiting(sock, entry)
-        self._sockets.clear()
-
-    def _send(self, sock: int, frame: ClientFrame) -> None:
-        entry = self._sockets.get(sock)
-        if entry is not None and not entry.broken:
-            if entry.outgoing is None:
-                entry.outgoing = []
-            entry.outgoing.append(encode(frame))
-            entry.queued += 1
-            self._start_writer(entry)
-
     def _start_writer(self, entry: _Socket) -> None:
         if entry.ws is not None and entry.writer is None and entry.outgoing:
             entry.writer = self._start(self._write(entry, entry.ws))
@@ -237,11 +199,7 @@ class Client(LoginPart):
         except Exception:  # one socket must never take the app down
             log.exception("socket %d failed unexpectedly; it counts as closed", sock)
             outcome = outcome or SocketClosed(sock)
-        if self._sockets.get(sock) is entry:
-            del self._sockets[sock]
-        self._fail_waiting(sock, entry)
-        if outcome is not None:
-            self._apply_quietly(outcome)
+        self._socket_ended(sock, entry, outcome)
 
     async def _read(self, sock: int, ws: ClientConnection) -> Event:
         """Frames to events until the socket ends; return the event that says how it ended."""

@@ -36,7 +36,7 @@ from cometchat_fsm.session.checks import (
 )
 from cometchat_fsm.session.inbox import PLACE_WRITE_INTERVAL
 from cometchat_fsm.session.listeners import ConnectionListener
-from cometchat_fsm.session.login import LoginPart
+from cometchat_fsm.session.sockets import SocketsPart
 from cometchat_fsm.session.state import Signal, SocketState
 from cometchat_fsm.session.store import SessionStore
 from cometchat_fsm.session.values import ConnectedInfo, Message, StatusChange, User
@@ -45,7 +45,7 @@ from cometchat_fsm.trio.groups import single_exception
 from cometchat_fsm.trio.timers import TimerHandle, TimerService
 from cometchat_fsm.trio.wsclient import open_websocket
 from cometchat_fsm.wire.codec import MUID, UID, ProtocolError, decode, encode
-from cometchat_fsm.wire.frames import Auth, ClientFrame, Origin
+from cometchat_fsm.wire.frames import Auth, Origin
 
 __all__ = [
     "CLOSE_TIMEOUT", "LOGIN_PATH", "MAX_FRAME", "MAX_TEXT", "MAX_TEXT_JSON", "MUID", "PLACE_WRITE_INTERVAL",
@@ -93,7 +93,7 @@ class _Socket(SocketState):
             self.writer.cancel()
 
 
-class Client(LoginPart):
+class Client(SocketsPart[_Socket]):
     """A CometChat-style client on trio. Get one from `open_client`; the calls (login, connect,
     send_message, messages, add_connection_listener, status_changes, ...) are the session
     parts' and documented there."""
@@ -101,20 +101,9 @@ class Client(LoginPart):
     def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
                  nursery: trio.Nursery, random: Callable[[], float] | None = None,
                  trace: TraceRecorder | None = None) -> None:
-        self._init_state(app_id, settings, store, random, trace)
-        self._init_listeners()
-        self._init_inbox()
-        self._init_requests()
-        self._init_driver()
-        self._init_login()
+        self._init_session(app_id, settings, store, random, trace)
         self._connect_to = connector
         self._nursery = nursery
-        self._sockets: dict[int, _Socket] = {}
-
-    @property
-    def open_sockets(self) -> int:
-        """Sockets open or being opened by this client (at most one: D4)."""
-        return len(self._sockets)
 
     # --- the session parts' hooks, on trio --------------------------------------------------------
     def _now(self) -> float:
@@ -134,12 +123,6 @@ class Client(LoginPart):
             await signal.wait()
             return True
         return False
-
-    def _has_socket(self, sock: int) -> bool:
-        return sock in self._sockets
-
-    def _socket_state(self, sock: int) -> SocketState | None:
-        return self._sockets.get(sock)
 
     def _arm_timer(self, timer: Timer, delay: float) -> object:
         handle = TimerHandle(self, timer)
@@ -177,27 +160,6 @@ class Client(LoginPart):
         entry = self._sockets[sock] = _Socket()
         self._nursery.start_soon(self._run_socket, sock, entry)
 
-    def _close_socket(self, sock: int) -> None:
-        closing = self._sockets.pop(sock, None)
-        if closing is not None:
-            closing.cancel()
-            self._fail_waiting(sock, closing)
-
-    def _close_sockets(self) -> None:
-        for sock, entry in self._sockets.items():
-            entry.cancel()
-            self._fail_waiting(sock, entry)
-        self._sockets.clear()
-
-    def _send(self, sock: int, frame: ClientFrame) -> None:
-        entry = self._sockets.get(sock)
-        if entry is not None and not entry.broken:
-            if entry.outgoing is None:
-                entry.outgoing = []
-            entry.outgoing.append(encode(frame))
-            entry.queued += 1
-            self._start_writer(entry)
-
     def _start_writer(self, entry: _Socket) -> None:
         if entry.ws is not None and entry.writer is None and entry.outgoing:
             entry.writer = trio.CancelScope()
@@ -230,11 +192,7 @@ class Client(LoginPart):
             except Exception:  # one socket must never take the app's nursery down
                 log.exception("socket %d failed unexpectedly; it counts as closed", sock)
                 outcome = outcome or SocketClosed(sock)
-        if self._sockets.get(sock) is entry:
-            del self._sockets[sock]
-        self._fail_waiting(sock, entry)
-        if outcome is not None:
-            self._apply_quietly(outcome)
+        self._socket_ended(sock, entry, outcome)
 
     async def _read(self, sock: int, ws: trio_websocket.WebSocketConnection) -> Event:
         """Frames to events until the socket ends; return the event that says how it ended."""
