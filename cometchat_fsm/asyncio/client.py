@@ -20,8 +20,6 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from cometchat_fsm.core import errors
-from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.events import Event, NetworkLost, SocketClosed, Timer
 from cometchat_fsm.core.settings import AppSettings, init
 from cometchat_fsm.session.checks import LOGIN_PATH, MAX_FRAME, SOCKET_PATH, check_url, retry_after
@@ -94,6 +92,8 @@ class Client(SocketsPart[_Socket]):
 
     __slots__ = ("_connect_to", "_loop", "_tasks")
 
+    _login_timeout, _socket_ends, _log = TimeoutError, _SOCKET_ENDS, log
+
     def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
                  random: Callable[[], float] | None = None, trace: TraceRecorder | None = None) -> None:
         self._init_session(app_id, settings, store, random, trace)
@@ -155,13 +155,6 @@ class Client(SocketsPart[_Socket]):
             # The answer is whole; only the close after it failed: the answer stands.
             log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
         return answer
-
-    def _login_failure(self, exc: Exception) -> CometChatException:
-        if isinstance(exc, TimeoutError):
-            return errors.LOGIN_FAILED.exception("the server did not answer in time")
-        if not isinstance(exc, (*_SOCKET_ENDS, ProtocolError)):
-            log.warning("the login request failed unexpectedly", exc_info=exc)
-        return errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}")
 
     # --- sockets --------------------------------------------------------------------------------
     def _open_socket(self, sock: int) -> None:

@@ -3,6 +3,9 @@ the login endpoint and brings back its one answer (`_exchange_login`)."""
 
 from __future__ import annotations
 
+import logging
+from typing import ClassVar
+
 from cometchat_fsm.core import errors
 from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.events import Login, LoginFailed, LoginVerified, Logout, SessionRenewed
@@ -11,7 +14,7 @@ from cometchat_fsm.session.calls import CallsPart
 from cometchat_fsm.session.checks import require_str, require_uid
 from cometchat_fsm.session.values import User
 from cometchat_fsm.wire import frames as wire
-from cometchat_fsm.wire.codec import decode, encode, shown
+from cometchat_fsm.wire.codec import ProtocolError, decode, encode, shown
 
 
 class LoginPart(CallsPart):
@@ -27,14 +30,25 @@ class LoginPart(CallsPart):
         self._verifying = False
 
     # --- the front end's hooks ------------------------------------------------------------------
+    #: What the front end's transport raises when `connect_timeout` ran out, and what a socket's
+    #: use may fail with short of a bug; `_log` is the front end's logger.
+    _login_timeout: ClassVar[type[Exception]]
+    _socket_ends: ClassVar[tuple[type[Exception], ...]]
+    _log: ClassVar[logging.Logger]
+
     async def _exchange_login(self, request: str) -> str | bytes:
         """Send `request` to the login endpoint and return its one answer, within
         `connect_timeout`; raise whatever the transport raised."""
         raise NotImplementedError
 
     def _login_failure(self, exc: Exception) -> CometChatException:
-        """What login() raises when the login endpoint gave no usable answer (ERR_LOGIN_FAILED)."""
-        raise NotImplementedError
+        """What login() raises when the login endpoint gave no usable answer (ERR_LOGIN_FAILED);
+        a failure that is not the transport's is logged as unexpected."""
+        if isinstance(exc, self._login_timeout):
+            return errors.LOGIN_FAILED.exception("the server did not answer in time")
+        if not isinstance(exc, (*self._socket_ends, ProtocolError)):
+            self._log.warning("the login request failed unexpectedly", exc_info=exc)
+        return errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}")
 
     # --- the calls ------------------------------------------------------------------------------
     async def login(self, uid: str | None = None, *, auth_key: str | None = None,

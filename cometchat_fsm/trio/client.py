@@ -21,8 +21,6 @@ import trio
 import trio_websocket
 from wsproto.utilities import LocalProtocolError
 
-from cometchat_fsm.core import errors
-from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.core.events import Event, NetworkLost, SocketClosed, Timer
 from cometchat_fsm.core.settings import AppSettings, init
 from cometchat_fsm.session.checks import (
@@ -98,6 +96,8 @@ class Client(SocketsPart[_Socket]):
     send_message, messages, add_connection_listener, status_changes, ...) are the session
     parts' and documented there."""
 
+    _login_timeout, _socket_ends, _log = trio.TooSlowError, _SOCKET_ENDS, log
+
     def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
                  nursery: trio.Nursery, random: Callable[[], float] | None = None,
                  trace: TraceRecorder | None = None) -> None:
@@ -147,13 +147,6 @@ class Client(SocketsPart[_Socket]):
             # time, or the server pinged after our close frame): the answer stands.
             log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
         return answer
-
-    def _login_failure(self, exc: Exception) -> CometChatException:
-        if isinstance(exc, trio.TooSlowError):
-            return errors.LOGIN_FAILED.exception("the server did not answer in time")
-        if not isinstance(exc, (*_SOCKET_ENDS, ProtocolError)):
-            log.warning("the login request failed unexpectedly", exc_info=exc)
-        return errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}")
 
     # --- sockets --------------------------------------------------------------------------------
     def _open_socket(self, sock: int) -> None:
