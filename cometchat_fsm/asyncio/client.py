@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -20,9 +19,15 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from cometchat_fsm.core.events import Event, NetworkLost, SocketClosed, Timer
-from cometchat_fsm.core.settings import AppSettings, init
-from cometchat_fsm.session.checks import LOGIN_PATH, MAX_FRAME, SOCKET_PATH, check_url, retry_after
+from cometchat_fsm.core.events import Event, SocketClosed, Timer
+from cometchat_fsm.core.settings import AppSettings
+from cometchat_fsm.session.checks import (
+    LOGIN_PATH,
+    MAX_FRAME,
+    SOCKET_PATH,
+    check_client_arguments,
+    retry_after,
+)
 from cometchat_fsm.session.sockets import SocketsPart
 from cometchat_fsm.session.state import Signal, SocketState
 from cometchat_fsm.session.store import SessionStore
@@ -251,17 +256,7 @@ def open_client(app_id: str, settings: AppSettings, *, url: str, store: Path | s
     closes the client. It can be entered once.
     """
     def start() -> Client:
-        init(app_id, settings)
-        check_url(url)
-        if store is not None and not isinstance(store, (str, os.PathLike)):
-            raise TypeError(f"store must be a directory path (str or Path) or None, "
-                            f"not {type(store).__name__}")
-        if random is not None and not callable(random):
-            raise TypeError(f"random must be a function returning floats in [0, 1), "
-                            f"not {type(random).__name__}")
-        if listeners is not None and not isinstance(listeners, Mapping):
-            raise TypeError(f"listeners must be a mapping of listener ids to listeners, "
-                            f"not {type(listeners).__name__}")
+        check_client_arguments(app_id, settings, url, store, random, listeners)
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise TypeError(f"ssl_context must be an ssl.SSLContext or None, "
                             f"not {type(ssl_context).__name__}")
@@ -270,11 +265,7 @@ def open_client(app_id: str, settings: AppSettings, *, url: str, store: Path | s
         return Client(app_id, settings, connector=dial, store=SessionStore(store), random=random, trace=trace)
 
     def restore(client: Client) -> None:
-        for listener_id, listener in (listeners or {}).items():
-            client.add_connection_listener(listener_id, listener)  # they hear the restore too
-        if not online:
-            client._apply(NetworkLost())
-        client._restore()
+        client._open(listeners, online)
     return _ClientBlock(start, restore)
 
 

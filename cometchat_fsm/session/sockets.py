@@ -8,10 +8,10 @@ end opens sockets (`_open_socket`) and runs them; `_start_writer` is its other h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
-from cometchat_fsm.core.events import Event
+from cometchat_fsm.core.events import Event, NetworkLost
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.session.login import LoginPart
 from cometchat_fsm.session.state import SocketState
@@ -42,6 +42,15 @@ class SocketsPart(LoginPart, Generic[S]):
         self._init_driver()
         self._init_login()
         self._sockets = {}
+
+    def _open(self, listeners: Mapping[str, object] | None, online: bool) -> None:
+        """`open_client`'s start, every front end's: `listeners` added first, so that they hear
+        the restore too; offline (`online=False`) before it (D6); then the stored session (L2)."""
+        for listener_id, listener in (listeners or {}).items():
+            self.add_connection_listener(listener_id, listener)
+        if not online:
+            self._apply(NetworkLost())
+        self._restore()
 
     @property
     def open_sockets(self) -> int:

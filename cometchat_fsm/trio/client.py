@@ -9,7 +9,6 @@ docs/protocol.md for the frames.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,15 +20,15 @@ import trio
 import trio_websocket
 from wsproto.utilities import LocalProtocolError
 
-from cometchat_fsm.core.events import Event, NetworkLost, SocketClosed, Timer
-from cometchat_fsm.core.settings import AppSettings, init
+from cometchat_fsm.core.events import Event, SocketClosed, Timer
+from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.session.checks import (
     LOGIN_PATH,
     MAX_FRAME,
     MAX_TEXT,
     MAX_TEXT_JSON,
     SOCKET_PATH,
-    check_url,
+    check_client_arguments,
     retry_after,
 )
 from cometchat_fsm.session.inbox import PLACE_WRITE_INTERVAL
@@ -244,15 +243,7 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
     session is restored, so they hear its notifications; `online=False` says the platform starts
     offline, so a restored session waits for `network_restored()` instead of trying at once (D6).
     """
-    init(app_id, settings)
-    check_url(url)
-    if store is not None and not isinstance(store, (str, os.PathLike)):
-        raise TypeError(f"store must be a directory path (str or Path) or None, not {type(store).__name__}")
-    if random is not None and not callable(random):
-        raise TypeError(f"random must be a function returning floats in [0, 1), not {type(random).__name__}")
-    if listeners is not None and not isinstance(listeners, Mapping):
-        raise TypeError(f"listeners must be a mapping of listener ids to listeners, "
-                        f"not {type(listeners).__name__}")
+    check_client_arguments(app_id, settings, url, store, random, listeners)
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
         raise TypeError(f"ssl_context must be an ssl.SSLContext or None, not {type(ssl_context).__name__}")
     connect = connector or url_connector(url, connect_timeout=settings.connect_timeout,
@@ -261,11 +252,7 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
         async with trio.open_nursery() as nursery:
             client = Client(app_id, settings, connector=connect, store=SessionStore(store), nursery=nursery,
                             random=random, trace=trace)
-            for listener_id, listener in (listeners or {}).items():
-                client.add_connection_listener(listener_id, listener)  # they hear the restore too
-            if not online:
-                client._apply(NetworkLost())
-            client._restore()
+            client._open(listeners, online)
             try:
                 yield client
             finally:
