@@ -147,19 +147,11 @@ class Client(SocketsPart[_Socket]):
         assert isinstance(handle, asyncio.TimerHandle)
         handle.cancel()
 
-    async def _exchange_login(self, request: str) -> str | bytes:
-        answer: str | bytes | None = None
-        try:
-            async with asyncio.timeout(self.settings.connect_timeout):
-                async with self._connect_to(LOGIN_PATH) as ws:
-                    await ws.send(request)
-                    answer = await ws.recv()
-        except Exception as exc:
-            if answer is None:
-                raise
-            # The answer is whole; only the close after it failed: the answer stands.
-            log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
-        return answer
+    async def _ask_login(self, request: str, answered: Callable[[str | bytes], None]) -> None:
+        async with asyncio.timeout(self.settings.connect_timeout):
+            async with self._connect_to(LOGIN_PATH) as ws:
+                await ws.send(request)
+                answered(await ws.recv())
 
     # --- sockets --------------------------------------------------------------------------------
     def _open_socket(self, sock: int) -> None:

@@ -132,20 +132,11 @@ class Client(SocketsPart[_Socket]):
         assert isinstance(handle, TimerHandle)
         TimerService.get().cancel(handle)
 
-    async def _exchange_login(self, request: str) -> str | bytes:
-        answer: str | bytes | None = None
-        try:
-            with trio.fail_after(self.settings.connect_timeout):
-                async with self._connect_to(LOGIN_PATH) as ws:
-                    await ws.send_message(request)
-                    answer = await ws.get_message()
-        except Exception as exc:
-            if answer is None:
-                raise
-            # The answer is whole; only the close after it failed (it took the rest of the
-            # time, or the server pinged after our close frame): the answer stands.
-            log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
-        return answer
+    async def _ask_login(self, request: str, answered: Callable[[str | bytes], None]) -> None:
+        with trio.fail_after(self.settings.connect_timeout):
+            async with self._connect_to(LOGIN_PATH) as ws:
+                await ws.send_message(request)
+                answered(await ws.get_message())
 
     # --- sockets --------------------------------------------------------------------------------
     def _open_socket(self, sock: int) -> None:
