@@ -3,7 +3,9 @@ and what their end means for the requests waiting on them (D4, D20).
 
 A front end's socket entry is a `SocketState` (the counts D20 needs) of its own kind, with its
 tasks and connection, and its one hook `cancel()`: stop this socket's tasks at once. The front
-end opens sockets (`_open_socket`) and runs them; `_start_writer` is its other hook.
+end opens sockets (`_open_socket`) and runs them; `_start_writer` is its other hook. Being the
+top part, it also starts a new client: every part's state (`_init_session`), then
+`open_client`'s listeners, offline start and restore (`_open`).
 """
 
 from __future__ import annotations

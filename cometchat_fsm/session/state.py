@@ -3,7 +3,8 @@ things only a front end can do (the hooks below). No I/O and no event loop here.
 
 A front end (cometchat_fsm.trio, cometchat_fsm.asyncio) is one class made of the session parts
 (driver.py: the lifecycle core's effects; login.py; inbox.py: messages and the replay place;
-requests.py: sends and history; listeners.py) and its own I/O: sockets, timers, waiting.
+requests.py: sends and history; listeners.py; sockets.py: the open sockets, the top part)
+and its own I/O: opening and running sockets, timers, waiting.
 """
 
 from __future__ import annotations
