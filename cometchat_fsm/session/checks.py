@@ -5,11 +5,13 @@ of the wrong type TypeError: before anything reaches the core or the wire."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from cometchat_fsm.core import errors
+from cometchat_fsm.core.settings import AppSettings, init
 from cometchat_fsm.wire.codec import MAX_FRAME_BYTES, UID, shown, text_json_size
 
 #: A message text: at most this many characters ...
@@ -93,3 +95,19 @@ def check_url(url: object) -> None:
         raise errors.INVALID_URL.exception(str(exc)) from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise errors.INVALID_URL.exception(f"got {shown(url)}")
+
+
+def check_client_arguments(app_id: str, settings: AppSettings, url: object, store: object, random: object,
+                           listeners: object) -> None:
+    """`open_client`'s checks, every front end's (its own transport's arguments it checks after):
+    the settings (L3: ERR_CHAT_API_FAILURE), the url (`check_url`), and TypeError for a `store`
+    that is not a path or None, a `random` that cannot be called, `listeners` that are no mapping."""
+    init(app_id, settings)
+    check_url(url)
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise TypeError(f"store must be a directory path (str or Path) or None, not {type(store).__name__}")
+    if random is not None and not callable(random):
+        raise TypeError(f"random must be a function returning floats in [0, 1), not {type(random).__name__}")
+    if listeners is not None and not isinstance(listeners, Mapping):
+        raise TypeError(f"listeners must be a mapping of listener ids to listeners, "
+                        f"not {type(listeners).__name__}")

@@ -71,15 +71,20 @@ class DriverPart(RequestsPart):
     def _open_socket(self, sock: int) -> None:
         raise NotImplementedError
 
-    def _close_socket(self, sock: int) -> None:
-        """Stop socket `sock` at once; then `_fail_waiting` for it."""
-        raise NotImplementedError
-
     def _arm_timer(self, timer: Timer, delay: float) -> object:
         """Have `_timer_fired(timer, handle)` called `delay` seconds from now; return the handle."""
         raise NotImplementedError
 
     def _disarm_timer(self, handle: object) -> None:
+        raise NotImplementedError
+
+    # --- the sockets' (SocketsPart, session/sockets.py) -------------------------------------------
+    def _close_socket(self, sock: int) -> None:
+        """Stop socket `sock` at once; then `_fail_waiting` for it."""
+        raise NotImplementedError
+
+    def _close_sockets(self) -> None:
+        """Stop every socket at once and fail what waits on them."""
         raise NotImplementedError
 
     # --- events in, effects out -----------------------------------------------------------------
@@ -225,7 +230,3 @@ class DriverPart(RequestsPart):
         for w in self._waiters:
             w.error = errors.CLIENT_CLOSED.exception()
             w.done.set()
-
-    def _close_sockets(self) -> None:
-        """Stop every socket at once and fail what waits on them (the front end's)."""
-        raise NotImplementedError

@@ -1,7 +1,11 @@
 """Session and login (L1, D9, D10, D16), sans I/O: the front end only carries one request to
-the login endpoint and brings back its one answer (`_exchange_login`)."""
+the login endpoint and brings back its one answer (`_ask_login`)."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import ClassVar
 
 from cometchat_fsm.core import errors
 from cometchat_fsm.core.errors import CometChatException
@@ -11,7 +15,7 @@ from cometchat_fsm.session.calls import CallsPart
 from cometchat_fsm.session.checks import require_str, require_uid
 from cometchat_fsm.session.values import User
 from cometchat_fsm.wire import frames as wire
-from cometchat_fsm.wire.codec import decode, encode, shown
+from cometchat_fsm.wire.codec import ProtocolError, decode, encode, shown
 
 
 class LoginPart(CallsPart):
@@ -27,14 +31,38 @@ class LoginPart(CallsPart):
         self._verifying = False
 
     # --- the front end's hooks ------------------------------------------------------------------
-    async def _exchange_login(self, request: str) -> str | bytes:
-        """Send `request` to the login endpoint and return its one answer, within
-        `connect_timeout`; raise whatever the transport raised."""
+    #: What the front end's transport raises when `connect_timeout` ran out, and what a socket's
+    #: use may fail with short of a bug; `_log` is the front end's logger.
+    _login_timeout: ClassVar[type[Exception]]
+    _socket_ends: ClassVar[tuple[type[Exception], ...]]
+    _log: ClassVar[logging.Logger]
+
+    async def _ask_login(self, request: str, answered: Callable[[str | bytes], None]) -> None:
+        """Send `request` to the login endpoint, hand its one answer to `answered`, then close,
+        all within `connect_timeout`; raise whatever the transport raised."""
         raise NotImplementedError
 
+    async def _exchange_login(self, request: str) -> str | bytes:
+        """The login endpoint's one answer to `request`. Once the answer is whole, a failure of
+        the close after it (it took the rest of the time, or the server pinged after our close
+        frame) is only logged: the answer stands."""
+        got: list[str | bytes] = []
+        try:
+            await self._ask_login(request, got.append)
+        except Exception as exc:
+            if not got:
+                raise
+            self._log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
+        return got[0]
+
     def _login_failure(self, exc: Exception) -> CometChatException:
-        """What login() raises when the login endpoint gave no usable answer (ERR_LOGIN_FAILED)."""
-        raise NotImplementedError
+        """What login() raises when the login endpoint gave no usable answer (ERR_LOGIN_FAILED);
+        a failure that is not the transport's is logged as unexpected."""
+        if isinstance(exc, self._login_timeout):
+            return errors.LOGIN_FAILED.exception("the server did not answer in time")
+        if not isinstance(exc, (*self._socket_ends, ProtocolError)):
+            self._log.warning("the login request failed unexpectedly", exc_info=exc)
+        return errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}")
 
     # --- the calls ------------------------------------------------------------------------------
     async def login(self, uid: str | None = None, *, auth_key: str | None = None,

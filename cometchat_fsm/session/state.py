@@ -3,12 +3,14 @@ things only a front end can do (the hooks below). No I/O and no event loop here.
 
 A front end (cometchat_fsm.trio, cometchat_fsm.asyncio) is one class made of the session parts
 (driver.py: the lifecycle core's effects; login.py; inbox.py: messages and the replay place;
-requests.py: sends and history; listeners.py) and its own I/O: sockets, timers, waiting.
+requests.py: sends and history; listeners.py; sockets.py: the open sockets, the top part)
+and its own I/O: opening and running sockets, timers, waiting.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,16 +74,23 @@ class PendingSend:
 @dataclass(eq=False, slots=True)
 class SocketState:
     """The loop-free part of one socket the core asked for: frames queued for it and how many
-    of them the writer began to send (D20: may the server have a message?)."""
+    of them the writer began to send (D20: may the server have a message?). Each front end
+    subclasses it with its tasks and connection, and implements `cancel()`."""
 
     outgoing: list[str] | None = None
     broken: bool = False  # a send failed: later frames are dropped (the reader reports the end)
     queued: int = 0
     started: int = 0
 
+    @abstractmethod
+    def cancel(self) -> None:
+        """The front end's hook: stop this socket at once (its tasks cancelled; no close
+        handshake to wait for, D4 allows one socket at a time). See session/sockets.py."""
+
 
 class ClientState:
-    """The state the session parts share; the hooks at the bottom are the front end's."""
+    """The state the session parts share; at the bottom the front end's hooks, and the sockets'
+    (SocketsPart's, which sits on top of the other parts)."""
 
     __slots__ = ("_closed", "_connected_info", "_model", "_store", "_token", "_trace", "app_id", "settings")
 
@@ -123,10 +132,6 @@ class ClientState:
         """A new one-shot wake-up of the front end's event loop."""
         raise NotImplementedError
 
-    def _send(self, sock: int, frame: wire.ClientFrame) -> None:
-        """Queue `frame` on socket `sock` (dropped if that socket is gone or broken)."""
-        raise NotImplementedError
-
     def _spawn(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run the coroutine function `job` in the background of the client's lifetime."""
         raise NotImplementedError
@@ -137,6 +142,11 @@ class ClientState:
 
     async def _wait_for(self, signal: Signal, timeout: float) -> bool:
         """Wait until `signal` is set (True) or `timeout` seconds have passed (False)."""
+        raise NotImplementedError
+
+    # --- the sockets' (SocketsPart, session/sockets.py) -------------------------------------------
+    def _send(self, sock: int, frame: wire.ClientFrame) -> None:
+        """Queue `frame` on socket `sock` (dropped if that socket is gone or broken)."""
         raise NotImplementedError
 
     def _has_socket(self, sock: int) -> bool:

@@ -9,7 +9,6 @@ docs/protocol.md for the frames.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,22 +20,20 @@ import trio
 import trio_websocket
 from wsproto.utilities import LocalProtocolError
 
-from cometchat_fsm.core import errors
-from cometchat_fsm.core.errors import CometChatException
-from cometchat_fsm.core.events import Event, NetworkLost, SocketClosed, Timer
-from cometchat_fsm.core.settings import AppSettings, init
+from cometchat_fsm.core.events import Event, SocketClosed, Timer
+from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.session.checks import (
     LOGIN_PATH,
     MAX_FRAME,
     MAX_TEXT,
     MAX_TEXT_JSON,
     SOCKET_PATH,
-    check_url,
+    check_client_arguments,
     retry_after,
 )
 from cometchat_fsm.session.inbox import PLACE_WRITE_INTERVAL
 from cometchat_fsm.session.listeners import ConnectionListener
-from cometchat_fsm.session.login import LoginPart
+from cometchat_fsm.session.sockets import SocketsPart
 from cometchat_fsm.session.state import Signal, SocketState
 from cometchat_fsm.session.store import SessionStore
 from cometchat_fsm.session.values import ConnectedInfo, Message, StatusChange, User
@@ -45,7 +42,7 @@ from cometchat_fsm.trio.groups import single_exception
 from cometchat_fsm.trio.timers import TimerHandle, TimerService
 from cometchat_fsm.trio.wsclient import open_websocket
 from cometchat_fsm.wire.codec import MUID, UID, ProtocolError, decode, encode
-from cometchat_fsm.wire.frames import Auth, ClientFrame, Origin
+from cometchat_fsm.wire.frames import Auth, Origin
 
 __all__ = [
     "CLOSE_TIMEOUT", "LOGIN_PATH", "MAX_FRAME", "MAX_TEXT", "MAX_TEXT_JSON", "MUID", "PLACE_WRITE_INTERVAL",
@@ -93,28 +90,19 @@ class _Socket(SocketState):
             self.writer.cancel()
 
 
-class Client(LoginPart):
+class Client(SocketsPart[_Socket]):
     """A CometChat-style client on trio. Get one from `open_client`; the calls (login, connect,
     send_message, messages, add_connection_listener, status_changes, ...) are the session
     parts' and documented there."""
 
+    _login_timeout, _socket_ends, _log = trio.TooSlowError, _SOCKET_ENDS, log
+
     def __init__(self, app_id: str, settings: AppSettings, *, connector: Connector, store: SessionStore,
                  nursery: trio.Nursery, random: Callable[[], float] | None = None,
                  trace: TraceRecorder | None = None) -> None:
-        self._init_state(app_id, settings, store, random, trace)
-        self._init_listeners()
-        self._init_inbox()
-        self._init_requests()
-        self._init_driver()
-        self._init_login()
+        self._init_session(app_id, settings, store, random, trace)
         self._connect_to = connector
         self._nursery = nursery
-        self._sockets: dict[int, _Socket] = {}
-
-    @property
-    def open_sockets(self) -> int:
-        """Sockets open or being opened by this client (at most one: D4)."""
-        return len(self._sockets)
 
     # --- the session parts' hooks, on trio --------------------------------------------------------
     def _now(self) -> float:
@@ -135,12 +123,6 @@ class Client(LoginPart):
             return True
         return False
 
-    def _has_socket(self, sock: int) -> bool:
-        return sock in self._sockets
-
-    def _socket_state(self, sock: int) -> SocketState | None:
-        return self._sockets.get(sock)
-
     def _arm_timer(self, timer: Timer, delay: float) -> object:
         handle = TimerHandle(self, timer)
         TimerService.get().call_later(delay, handle)
@@ -150,53 +132,16 @@ class Client(LoginPart):
         assert isinstance(handle, TimerHandle)
         TimerService.get().cancel(handle)
 
-    async def _exchange_login(self, request: str) -> str | bytes:
-        answer: str | bytes | None = None
-        try:
-            with trio.fail_after(self.settings.connect_timeout):
-                async with self._connect_to(LOGIN_PATH) as ws:
-                    await ws.send_message(request)
-                    answer = await ws.get_message()
-        except Exception as exc:
-            if answer is None:
-                raise
-            # The answer is whole; only the close after it failed (it took the rest of the
-            # time, or the server pinged after our close frame): the answer stands.
-            log.info("the login connection did not close cleanly (%s)", type(exc).__name__)
-        return answer
-
-    def _login_failure(self, exc: Exception) -> CometChatException:
-        if isinstance(exc, trio.TooSlowError):
-            return errors.LOGIN_FAILED.exception("the server did not answer in time")
-        if not isinstance(exc, (*_SOCKET_ENDS, ProtocolError)):
-            log.warning("the login request failed unexpectedly", exc_info=exc)
-        return errors.LOGIN_FAILED.exception(f"{type(exc).__name__}: {exc}")
+    async def _ask_login(self, request: str, answered: Callable[[str | bytes], None]) -> None:
+        with trio.fail_after(self.settings.connect_timeout):
+            async with self._connect_to(LOGIN_PATH) as ws:
+                await ws.send_message(request)
+                answered(await ws.get_message())
 
     # --- sockets --------------------------------------------------------------------------------
     def _open_socket(self, sock: int) -> None:
         entry = self._sockets[sock] = _Socket()
         self._nursery.start_soon(self._run_socket, sock, entry)
-
-    def _close_socket(self, sock: int) -> None:
-        closing = self._sockets.pop(sock, None)
-        if closing is not None:
-            closing.cancel()
-            self._fail_waiting(sock, closing)
-
-    def _close_sockets(self) -> None:
-        for sock, entry in self._sockets.items():
-            entry.cancel()
-            self._fail_waiting(sock, entry)
-        self._sockets.clear()
-
-    def _send(self, sock: int, frame: ClientFrame) -> None:
-        entry = self._sockets.get(sock)
-        if entry is not None and not entry.broken:
-            if entry.outgoing is None:
-                entry.outgoing = []
-            entry.outgoing.append(encode(frame))
-            entry.queued += 1
-            self._start_writer(entry)
 
     def _start_writer(self, entry: _Socket) -> None:
         if entry.ws is not None and entry.writer is None and entry.outgoing:
@@ -230,11 +175,7 @@ class Client(LoginPart):
             except Exception:  # one socket must never take the app's nursery down
                 log.exception("socket %d failed unexpectedly; it counts as closed", sock)
                 outcome = outcome or SocketClosed(sock)
-        if self._sockets.get(sock) is entry:
-            del self._sockets[sock]
-        self._fail_waiting(sock, entry)
-        if outcome is not None:
-            self._apply_quietly(outcome)
+        self._socket_ended(sock, entry, outcome)
 
     async def _read(self, sock: int, ws: trio_websocket.WebSocketConnection) -> Event:
         """Frames to events until the socket ends; return the event that says how it ended."""
@@ -293,15 +234,7 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
     session is restored, so they hear its notifications; `online=False` says the platform starts
     offline, so a restored session waits for `network_restored()` instead of trying at once (D6).
     """
-    init(app_id, settings)
-    check_url(url)
-    if store is not None and not isinstance(store, (str, os.PathLike)):
-        raise TypeError(f"store must be a directory path (str or Path) or None, not {type(store).__name__}")
-    if random is not None and not callable(random):
-        raise TypeError(f"random must be a function returning floats in [0, 1), not {type(random).__name__}")
-    if listeners is not None and not isinstance(listeners, Mapping):
-        raise TypeError(f"listeners must be a mapping of listener ids to listeners, "
-                        f"not {type(listeners).__name__}")
+    check_client_arguments(app_id, settings, url, store, random, listeners)
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
         raise TypeError(f"ssl_context must be an ssl.SSLContext or None, not {type(ssl_context).__name__}")
     connect = connector or url_connector(url, connect_timeout=settings.connect_timeout,
@@ -310,11 +243,7 @@ async def open_client(app_id: str, settings: AppSettings, *, url: str, store: Pa
         async with trio.open_nursery() as nursery:
             client = Client(app_id, settings, connector=connect, store=SessionStore(store), nursery=nursery,
                             random=random, trace=trace)
-            for listener_id, listener in (listeners or {}).items():
-                client.add_connection_listener(listener_id, listener)  # they hear the restore too
-            if not online:
-                client._apply(NetworkLost())
-            client._restore()
+            client._open(listeners, online)
             try:
                 yield client
             finally:
