@@ -8,7 +8,8 @@ counts must equal the Simulation's; a watcher task also notes any instant the se
 two sockets (D4). A difference raises `LiveDivergence`, carrying a replayable command.
 
 Pairing: the same settings and seed, one `random.Random(seed)` stream for the live client's
-backoff draws across restarts (the Simulation keeps one stream too), server latency 0.
+backoff draws across restarts (the Simulation keeps one stream too), server latency 0 until a
+`latency` step sets one.
 
 Time is driven explicitly rather than with `trio.sleep`: a wait jumps the clock from one trio
 deadline to the next and lets every task settle in between, until the target instant. Timers
@@ -35,13 +36,14 @@ import trio.testing
 from transitions import Machine
 
 from cometchat_fsm import AppSettings, CometChatException, Simulation
-from cometchat_fsm.conformance.stateful_server import HINTS, PAUSES, WAITS
+from cometchat_fsm.conformance.stateful_server import BUSY, FLAPS, HINTS, LATENCIES, PAUSES, WAITS
 from cometchat_fsm.core import errors as catalogue
 from cometchat_fsm.core.states import LIVE, ConnectionStatus, Network, Phase
 from cometchat_fsm.server.reference import ReferenceServer, serve_reference
 from cometchat_fsm.session.store import SessionStore
+from cometchat_fsm.sim.ideal_server import LOGIN_REFUSED
 from cometchat_fsm.sim.script import Step, apply
-from cometchat_fsm.testing import memory_connector
+from cometchat_fsm.testing import ListenerRecorder, memory_connector
 from cometchat_fsm.trio.client import Client, Connector, open_client
 from cometchat_fsm.trio.groups import single_exception
 
@@ -77,12 +79,12 @@ class LiveDivergence(AssertionError):
 
 # --- Strategies -------------------------------------------------------------------------------------
 
-#: Every word of the `simulate` language but `latency` (the live server answers in zero virtual
-#: time), those of the interleavings the issue names twice, to weigh them.
+#: Every word of the `simulate` language but `late` (a driver mode of the Simulation, not a server
+#: fault), those of the interleavings the issue names twice, to weigh them.
 WORDS = ("login", "logout", "connect", "connect", "disconnect", "ping", "restart", "wait", "wait",
          "background", "background", "foreground", "foreground", "offline", "offline", "online", "online",
          "drop", "drop", "silent", "silent", "reject", "reject", "throttle", "throttle",
-         "overload", "overload")
+         "overload", "overload", "flap", "refuse", "busy", "latency")
 
 
 def inputs(*, waits: st.SearchStrategy[float] = WAITS) -> st.SearchStrategy[Step]:
@@ -92,6 +94,10 @@ def inputs(*, waits: st.SearchStrategy[float] = WAITS) -> st.SearchStrategy[Step
         "reject": st.booleans().map(lambda f: Step("reject", f)),
         "throttle": st.booleans().map(lambda f: Step("throttle", f)),
         "overload": HINTS.map(lambda h: Step("overload", h)),
+        "flap": FLAPS.map(lambda f: Step("flap", f)),
+        "refuse": st.booleans().map(lambda f: Step("refuse", f)),
+        "busy": BUSY.map(lambda b: Step("busy", b)),
+        "latency": LATENCIES.map(lambda s: Step("latency", s)),
         "wait": waits.map(lambda s: Step("wait", float(s))),
     }
     return st.sampled_from(WORDS).flatmap(lambda w: arguments.get(w, st.just(Step(w))))
@@ -125,35 +131,6 @@ def app_settings() -> st.SearchStrategy[AppSettings]:
 
 
 # --- Live side ----------------------------------------------------------------------------------------
-
-class Recorder:
-    """A connection listener noting (virtual time in whole microseconds, name)."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0
-        self.calls: list[tuple[int, str]] = []
-        self.untyped_errors: list[object] = []  # D11: on_connection_error must carry the typed error
-
-    def _note(self, name: str) -> None:
-        self.calls.append((round((trio.current_time() - self.t0) * US), name))
-
-    def on_connecting(self) -> None:
-        self._note("on_connecting")
-
-    def on_connected(self, info: object = None) -> None:
-        self._note("on_connected")
-
-    def on_disconnected(self) -> None:
-        self._note("on_disconnected")
-
-    def on_feature_throttled(self) -> None:
-        self._note("on_feature_throttled")
-
-    def on_connection_error(self, exc: object) -> None:
-        if not isinstance(exc, CometChatException):  # noted, not raised: the client logs listener errors
-            self.untyped_errors.append(exc)
-        self._note("on_connection_error")
-
 
 @dataclass
 class Outcome:
@@ -197,7 +174,7 @@ class Pair:
         #: One stream of backoff draws for every process, as the Simulation keeps one across restarts.
         self.random = random.Random(seed)
         self.t0 = trio.current_time()
-        self.recorder = Recorder(self.t0)
+        self.recorder = ListenerRecorder()
         self.steps: list[Step] = []
         self.client: Client | Any | None = None
         self._process: AsyncExitStack | None = None
@@ -352,6 +329,14 @@ class Pair:
                     server.throttle(uid, bool(step.arg))
             case "overload":
                 server.overload(None if step.arg is None else float(step.arg))
+            case "flap":
+                server.flap(None if step.arg is None else float(step.arg))
+            case "refuse":
+                server.refuse_login(bool(step.arg))
+            case "busy":
+                server.busy(None if step.arg is None else float(step.arg))
+            case "latency":
+                server.latency(float(step.arg or 0.0))
             case word:
                 raise ValueError(f"no live mapping for {word!r}")
         await self.settle()
@@ -374,10 +359,15 @@ class Pair:
                 want = Outcome(True, None, catalogue.CONNECT_OFFLINE.exception())
             else:
                 want = Outcome()  # the attempt is still in flight in the Simulation too
-        elif step.word == "login":
-            want = Outcome(True, None)  # the live login returns a User: only its success counts
-            if live.done and live.error is None:
-                return
+        elif step.word == "login":  # the Simulation's answer comes after its latency (D16: refused)
+            if self.sim.server.latency_us:
+                want = Outcome()
+            elif self.sim.server.refuse_login:
+                want = Outcome(True, None, LOGIN_REFUSED.exception())
+            else:
+                want = Outcome(True, None)  # the live login returns a User: only its success counts
+                if live.done and live.error is None:
+                    return
         else:
             want = Outcome(True, sim_result)
         same = live.done == want.done and (not live.done or (
@@ -390,7 +380,7 @@ class Pair:
         sim, c = self.sim, self.client
         assert c is not None
         want = [(round(t * US), n) for t, n in sim.notifications]
-        got = self.recorder.calls
+        got = [(round(t * US), n) for t, n in self.recorder.calls]
         if not _same_notes(got, want):
             pairs = enumerate(zip(got, want, strict=False))
             i = next((i for i, (a, b) in pairs if not _same_notes([a], [b])), min(len(got), len(want)))
@@ -428,6 +418,7 @@ class Pair:
         loss); then one `connect()` must get it connected within RECOVERY seconds."""
         self.recovering = True
         for step in (Step("reject", False), Step("throttle", False), Step("overload", None),
+                     Step("flap", None), Step("refuse", False), Step("busy", None), Step("latency", 0.0),
                      Step("online"), Step("foreground")):
             await self.step(step)
         if self.sim.logged_in_user is None or self.sim.model.credentials_rejected():

@@ -184,6 +184,15 @@ def test_a_listener_given_to_open_client_hears_the_restored_session_connect() ->
     run_example(AUTO, 0, parse("login alice; restart"), recover=False)
 
 
+@pytest.mark.parametrize("front", ["trio", "asyncio"])
+def test_a_login_answered_after_a_restart_acts_on_nothing(front: str) -> None:
+    """L1 + L2: the app is killed while its login waits for a late answer; when the answer
+    comes, the closed client must neither open a socket nor crash (it once applied the answer
+    and tried to start the socket's task in its closed nursery), and the relaunched app is
+    logged out, as in the Simulation. Found by the harness drawing `latency`."""
+    run_example(AUTO, 0, parse("latency 0.25; login alice; restart; wait 1"), front=front)  # type: ignore[arg-type]
+
+
 def test_a_restart_while_offline_makes_no_attempt() -> None:
     """D6 + L2: an app relaunched while the platform reports no network makes no attempt and
     notifies nothing, as in the Simulation (`open_client(online=False)` says so before the restore)."""

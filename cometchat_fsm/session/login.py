@@ -77,6 +77,8 @@ class LoginPart(CallsPart):
         try:
             answer = await self._verify(request)
         except CometChatException as exc:
+            if self._closed:  # ERR_CLIENT_CLOSED: the closed client's model is left as it was
+                raise
             if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
                 raise errors.LOGIN_CANCELLED.exception(f"the server then answered {exc.code}") from None
             self._apply(LoginFailed(exc))
@@ -133,13 +135,19 @@ class LoginPart(CallsPart):
 
     async def _verify(self, request: wire.Login | wire.TokenLogin) -> wire.LoginOk:
         """Ask the server's login endpoint; return its `login_ok` (uid, token, newest message id:
-        messages after it are this login's, D13) or raise its typed error."""
+        messages after it are this login's, D13) or raise its typed error; ERR_CLIENT_CLOSED if
+        the client was closed while the request was under way."""
         try:
             answer = decode(await self._exchange_login(encode(request)), wire.Origin.SERVER)
         except CometChatException:
+            self._check_open()
             raise
         except Exception as exc:
+            self._check_open()
             raise self._login_failure(exc) from None
+        # The app's client ended while the answer was on its way (a restart): it speaks for no
+        # one now, and nothing may act on the closed client (ERR_CLIENT_CLOSED).
+        self._check_open()
         match answer:
             case wire.LoginOk():
                 return answer

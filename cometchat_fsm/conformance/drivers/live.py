@@ -44,7 +44,7 @@ from cometchat_fsm.server.history import IN_MEMORY
 from cometchat_fsm.server.reference import ReferenceServer, serve_reference
 from cometchat_fsm.session.store import SessionStore
 from cometchat_fsm.sim.simulation import SUCCESS_CONNECT, SUCCESS_DISCONNECT, SUCCESS_PING
-from cometchat_fsm.testing import memory_connector
+from cometchat_fsm.testing import ListenerRecorder, memory_connector
 from cometchat_fsm.trio.client import Client, open_client
 
 APP_ID = "app"
@@ -59,32 +59,6 @@ SUCCESS = {"connect": SUCCESS_CONNECT, "disconnect": SUCCESS_DISCONNECT, "ping":
 SUPPORTS = ("login", "logout", "connect", "disconnect", "ping", "background", "foreground", "offline",
             "online", "restart", "advance", "drop", "silent", "reject", "throttle", "overload")
 OBSERVES = ("results", "errors", "user", "stored", "sockets")
-
-
-class Recorder:
-    """A connection listener noting (seconds since the example began, listener method)."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0
-        self.calls: list[tuple[float, str]] = []
-
-    def _note(self, name: str) -> None:
-        self.calls.append((trio.current_time() - self.t0, name))
-
-    def on_connecting(self) -> None:
-        self._note("on_connecting")
-
-    def on_connected(self, info: object = None) -> None:
-        self._note("on_connected")
-
-    def on_disconnected(self) -> None:
-        self._note("on_disconnected")
-
-    def on_feature_throttled(self) -> None:
-        self._note("on_feature_throttled")
-
-    def on_connection_error(self, exc: object) -> None:
-        self._note("on_connection_error")
 
 
 @dataclass
@@ -107,8 +81,7 @@ class Example:
         self.server, self.nursery = server, nursery
         self.connector = memory_connector(server)
         self.stack = contextlib.ExitStack()
-        self.t0 = trio.current_time()
-        self.recorder = Recorder(self.t0)
+        self.recorder = ListenerRecorder()
         self.seen = 0
         self.online = True
         self.client: Client | None = None
