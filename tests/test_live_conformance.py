@@ -62,7 +62,15 @@ HINT_EXAMPLE = example(app=AUTO, seed=0, steps=parse("overload 5; login alice"))
 
 
 
-def test_live_client_matches_the_simulation_in_memory() -> None:
+def _say(capsys: pytest.CaptureFixture[str], stats: Stats, name: str) -> None:
+    """The run's figures in the test output (make test shows them)."""
+    faults = ", ".join(f"{w} {stats.words[w]}" for w in ("flap", "refuse", "busy", "latency"))
+    with capsys.disabled():
+        print(f"\nlive conformance {name}: {stats.examples} examples, {stats.steps} steps compared, "
+              f"{stats.connected_examples} connected, {stats.recoveries} recoveries; new faults: {faults}")
+
+
+def test_live_client_matches_the_simulation_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
     """1,000 drawn interleavings of app calls, platform signals and server faults (drop,
     silence, reject, throttle, overload), waits around the 3/10/15/30 s edges, then recovery."""
     stats = Stats()
@@ -74,6 +82,7 @@ def test_live_client_matches_the_simulation_in_memory() -> None:
         run_example(app, seed, steps, stats=stats)
 
     run()
+    _say(capsys, stats, "trio, memory")
     assert stats.examples >= MEMORY_EXAMPLES
     assert stats.recoveries == stats.examples  # liveness held in every example
     assert stats.max_sockets == 1  # sockets were opened, never two at once (also watched live)
@@ -89,7 +98,7 @@ def test_live_client_matches_the_simulation_in_memory() -> None:
 SHORT_WAITS = st.sampled_from((0.0, 0.5, 1.0, 2.999, 3.0, 3.001, 9.999, 10.0, 14.999, 15.0, 15.001, 18.0))
 
 
-def test_live_client_matches_the_simulation_over_loopback() -> None:
+def test_live_client_matches_the_simulation_over_loopback(capsys: pytest.CaptureFixture[str]) -> None:
     """The same comparison with the default URL connector on real 127.0.0.1 sockets."""
     stats = Stats()
 
@@ -101,11 +110,12 @@ def test_live_client_matches_the_simulation_over_loopback() -> None:
         run_example(app, seed, steps, transport="loopback", stats=stats)
 
     run()
+    _say(capsys, stats, "trio, loopback")
     assert stats.recoveries == stats.examples >= LOOPBACK_EXAMPLES
     assert stats.max_sockets == 1 and stats.connected_examples > 0
 
 
-def test_asyncio_client_matches_the_simulation_in_virtual_time() -> None:
+def test_asyncio_client_matches_the_simulation_in_virtual_time(capsys: pytest.CaptureFixture[str]) -> None:
     """The asyncio front end, in the same virtual time as the trio server and the Simulation:
     300 drawn interleavings, the same comparison after every step, the same liveness check."""
     stats = Stats()
@@ -117,6 +127,7 @@ def test_asyncio_client_matches_the_simulation_in_virtual_time() -> None:
         run_example(app, seed, steps, stats=stats, front="asyncio")
 
     run()
+    _say(capsys, stats, "asyncio, memory")
     assert stats.examples >= ASYNCIO_MEMORY_EXAMPLES and stats.recoveries == stats.examples
     assert stats.max_sockets == 1 and stats.connected_examples > stats.examples // 2
     for outcome in ("'Web socket connection successful'", "ERR_AUTH_REJECTED",
@@ -124,7 +135,7 @@ def test_asyncio_client_matches_the_simulation_in_virtual_time() -> None:
         assert stats.outcomes[f"connect {outcome}"] > 0, outcome
 
 
-def test_asyncio_client_matches_the_simulation_over_loopback() -> None:
+def test_asyncio_client_matches_the_simulation_over_loopback(capsys: pytest.CaptureFixture[str]) -> None:
     """The asyncio front end with its default connector (websockets) on real 127.0.0.1 sockets."""
     stats = Stats()
 
@@ -136,6 +147,7 @@ def test_asyncio_client_matches_the_simulation_over_loopback() -> None:
         run_example(app, seed, steps, transport="loopback", stats=stats, front="asyncio")
 
     run()
+    _say(capsys, stats, "asyncio, loopback")
     assert stats.recoveries == stats.examples >= LOOPBACK_EXAMPLES
     assert stats.max_sockets == 1 and stats.connected_examples > 0
 
@@ -191,6 +203,28 @@ def test_a_login_answered_after_a_restart_acts_on_nothing(front: str) -> None:
     and tried to start the socket's task in its closed nursery), and the relaunched app is
     logged out, as in the Simulation. Found by the harness drawing `latency`."""
     run_example(AUTO, 0, parse("latency 0.25; login alice; restart; wait 1"), front=front)  # type: ignore[arg-type]
+
+
+#: Found by the harness once it drew `latency`: a login of the signed-in user (a renewal, D16)
+#: waiting for its answer made the live client refuse every other login with
+#: ERR_LOGIN_IN_PROGRESS, even after a logout; in the Simulation and the oracle a renewal holds
+#: no login back (D10 refuses a second login only while a first one is under way).
+RENEWALS = ("login alice; latency 1; login alice; login alice; wait 2",
+            "login alice; latency 1; login alice; login bob; wait 2",
+            "login alice; latency 1; login alice; logout; login alice; wait 3")
+
+
+@pytest.mark.parametrize("front", ["trio", "asyncio"])
+@pytest.mark.parametrize("script", RENEWALS)
+def test_a_renewal_under_way_holds_no_other_login_back(script: str, front: str) -> None:
+    run_example(AUTO, 0, parse(script), front=front)  # type: ignore[arg-type]
+
+
+@pytest.mark.xfail(strict=True, raises=LiveDivergence, reason=(
+    "known spec gap, left for a decision: the live login gives up after connect_timeout (10 s, "
+    "ERR_LOGIN_FAILED); the Simulation and the oracle wait for a login's answer however late"))
+def test_a_login_answered_after_connect_timeout() -> None:
+    run_example(AUTO, 0, parse("latency 12; login alice; wait 12"), recover=False)
 
 
 def test_a_restart_while_offline_makes_no_attempt() -> None:

@@ -20,7 +20,7 @@ class LoginPart(CallsPart):
     __slots__ = ("_logins", "_verifying")
 
     _logins: int  # counts logins and logouts: an answer for an older one is void
-    _verifying: bool
+    _verifying: bool  # a token login waits for its answer (its user is not known before)
 
     def _init_login(self) -> None:
         self._logins = 0
@@ -91,14 +91,13 @@ class LoginPart(CallsPart):
 
     async def _renew(self, uid: str, request: wire.Login) -> User:
         """D16: a login as the user already logged in still goes to the server; its fresh token
-        replaces the old one (the next socket presents it) and is stored with the current place."""
-        self._verifying = True
+        replaces the old one (the next socket presents it) and is stored with the current place.
+        Unlike a first login it holds no other login back (D10): a later one, of this user or
+        another, goes ahead, and makes this one's answer void (ERR_LOGIN_CANCELLED), as in
+        the Simulation and the oracle."""
         self._logins += 1
         mine = self._logins
-        try:
-            answer = await self._verify(request)
-        finally:
-            self._verifying = False
+        answer = await self._verify(request)
         if self._logins != mine or self._model.user != uid:
             raise errors.LOGIN_CANCELLED.exception()
         self._keep_token(answer.auth_token)

@@ -12,9 +12,11 @@ every socket the server still holds, and launches a new client with an empty ses
 Mapped to the protocol's answers: `connect()` of the live client waits for its attempt and
 raises that attempt's failure; the protocol answers for the call, so an attempt's failure
 (offline, rejected, failed) and an attempt still in flight answer with the success message and
-are seen through the listener instead. The backoff draws come from `random.Random(seed)`, one
-stream across restarts, the protocol's `draws`. Not supported: `latency` (the reference server
-answers in zero virtual time), `flap` and `refuse` (not in the live harness yet).
+are seen through the listener instead; so is a login the server refuses (`refuse`, D16): the
+live `login()` raises the server's answer, the protocol's login answers for the call. The backoff
+draws come from `random.Random(seed)`, one stream across restarts, the protocol's `draws`. Every
+server fault of the protocol is supported: `latency`, `refuse` and `busy` are the reference
+server's `latency`, `refuse_login` and `busy`, in the same virtual time.
 """
 
 from __future__ import annotations
@@ -55,9 +57,12 @@ TOLERANCE = 0.5 / US
 #: The errors with which the live `connect()` reports its attempt, not the call (answered as success).
 ATTEMPT_ERRORS = frozenset({errors.ERR_NETWORK_OFFLINE, errors.ERR_AUTH_REJECTED,
                             errors.ERR_WEBSOCKET_CONNECTION_FAILED})
+#: The error with which the live `login()` reports the server's refusal (D16), not the call's own.
+LOGIN_REFUSED = "ERR_AUTH_KEY_INVALID"
 SUCCESS = {"connect": SUCCESS_CONNECT, "disconnect": SUCCESS_DISCONNECT, "ping": SUCCESS_PING}
 SUPPORTS = ("login", "logout", "connect", "disconnect", "ping", "background", "foreground", "offline",
-            "online", "restart", "advance", "drop", "silent", "reject", "throttle", "overload")
+            "online", "restart", "advance", "drop", "silent", "reject", "throttle", "overload", "latency",
+            "flap", "refuse", "busy")
 OBSERVES = ("results", "errors", "user", "stored", "sockets")
 
 
@@ -101,6 +106,10 @@ class Example:
         server = self.server
         server.reject_auth(False)
         server.overload(None)
+        server.flap(None)
+        server.refuse_login(False)
+        server.busy(None)
+        server.latency(0.0)
         for uid in USERS:
             server.throttle(uid, False)
             server.silence(uid, False)
@@ -166,7 +175,8 @@ class Example:
             out = await self.call(calls[name])
             attempt_failed = name == "connect" and not refused_at_once and out.error is not None \
                 and out.error.code in ATTEMPT_ERRORS
-            if out.error is not None and not attempt_failed:
+            login_refused = name == "login" and out.error is not None and out.error.code == LOGIN_REFUSED
+            if out.error is not None and not (attempt_failed or login_refused):
                 raise out.error
             return SUCCESS.get(name)
         match name:
@@ -181,10 +191,7 @@ class Example:
                 self.online = True
                 c.network_restored()
             case "advance":
-                seconds = float(command.get("seconds", 0.0))
-                if not math.isfinite(seconds) or seconds < 0:
-                    raise errors.BAD_ARGUMENTS.exception(f"seconds must be >= 0, not {seconds!r}")
-                await self.advance(seconds)
+                await self.advance(_seconds(command.get("seconds", 0.0)))
             case "restart":
                 await self.kill()
                 await self.launch()
@@ -202,6 +209,14 @@ class Example:
             case "overload":
                 hint = command.get("retry_after")
                 server.overload(None if hint is None else float(hint))
+            case "latency":
+                server.latency(_seconds(command.get("seconds", 0.0)))
+            case "flap" | "busy":
+                seconds = command.get("seconds")
+                fault = server.flap if name == "flap" else server.busy
+                fault(None if seconds is None else _seconds(seconds))
+            case "refuse":
+                server.refuse_login(bool(command.get("on")))
         await self.settle()
         return None
 
@@ -217,6 +232,14 @@ class Example:
         stored = SessionStore(self.store).load(APP_ID)
         return {"status": c.get_connection_status().value, "user": user.uid if user else None,
                 "stored": stored.uid if stored else None, "sockets": self.server.open_sockets()}
+
+
+def _seconds(value: object) -> float:
+    """A command's number of seconds; ERR_INVALID_ARGUMENT unless a finite number >= 0."""
+    seconds = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise errors.BAD_ARGUMENTS.exception(f"seconds must be a number >= 0, not {value!r}")
+    return seconds
 
 
 async def _serve(clock: trio.testing.MockClock) -> None:
