@@ -58,6 +58,10 @@ BASE = settings(deadline=None, derandomize=True, database=None, print_blob=False
 #: The shortest example of a bug these runs found (a retry-after hint read before the auth
 #: frame was written got lost: D6); both property runs try it first.
 HINT_EXAMPLE = example(app=AUTO, seed=0, steps=parse("overload 5; login alice"))
+#: A connect() whose attempt the overloaded server refuses (D6): its own error. The asyncio run
+#: tries it first: its 300 drawn examples, spread over every fault since flap, refuse, busy and
+#: latency are drawn too, no longer reach that outcome by themselves.
+REFUSED_ATTEMPT_EXAMPLE = example(app=MANUAL, seed=0, steps=parse("login alice; overload 0.5; connect"))
 
 
 
@@ -72,7 +76,8 @@ def _say(capsys: pytest.CaptureFixture[str], stats: Stats, name: str) -> None:
 
 def test_live_client_matches_the_simulation_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
     """1,000 drawn interleavings of app calls, platform signals and server faults (drop,
-    silence, reject, throttle, overload), waits around the 3/10/15/30 s edges, then recovery."""
+    silence, reject, throttle, overload, flap, refused logins, busy link, latency), waits around
+    the 3/10/15/30 s edges, then recovery."""
     stats = Stats()
 
     @settings(BASE, max_examples=MEMORY_EXAMPLES)
@@ -122,6 +127,7 @@ def test_asyncio_client_matches_the_simulation_in_virtual_time(capsys: pytest.Ca
 
     @settings(BASE, max_examples=ASYNCIO_MEMORY_EXAMPLES)
     @HINT_EXAMPLE
+    @REFUSED_ATTEMPT_EXAMPLE
     @given(app=app_settings(), seed=st.integers(0, 2**16), steps=scripts(max_inputs=24))
     def run(app: AppSettings, seed: int, steps: list[Step]) -> None:
         run_example(app, seed, steps, stats=stats, front="asyncio")
