@@ -16,7 +16,8 @@ deadline to the next and lets every task settle in between, until the target ins
 due at the target itself fire before the next input, as in `Simulation.advance`; a tolerance
 of half a microsecond absorbs the float rounding of deadlines the Simulation keeps exactly
 (with `trio.sleep`, a timer due "at" 30 s but 1e-15 s late would fire after the next input).
-Notification times may differ by 2 µs: the Simulation rounds each random backoff delay.
+Notification times may differ by 2 µs, plus half a µs per random backoff delay drawn so far:
+the Simulation rounds each one to a whole microsecond.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from transitions import Machine
 from cometchat_fsm import AppSettings, CometChatException, Simulation
 from cometchat_fsm.conformance.stateful_server import BUSY, FLAPS, HINTS, LATENCIES, PAUSES, WAITS
 from cometchat_fsm.core import errors as catalogue
+from cometchat_fsm.core.effects import StartTimer
+from cometchat_fsm.core.events import Timer
 from cometchat_fsm.core.states import LIVE, ConnectionStatus, Network, Phase
 from cometchat_fsm.server.reference import ReferenceServer, serve_reference
 from cometchat_fsm.session.store import SessionStore
@@ -52,7 +55,8 @@ USERS = ("alice", "bob")
 APP_ID = "app"
 #: How far past a target instant a deadline may fall and still count as due at it (float rounding).
 TOLERANCE = 0.5 / US
-#: How far apart (microseconds) a live notification and the Simulation's may be: see `_same_notes`.
+#: How far apart (microseconds) a live notification and the Simulation's may be, plus half a
+#: microsecond per backoff delay drawn so far: see `_same_notes`.
 SLACK_US = 2
 #: After the run, with every fault lifted: keep-alive + pong timeout + backoff cap + attempt timeout.
 RECOVERY = 15.0 + 3.0 + 30.0 + 10.0
@@ -381,9 +385,12 @@ class Pair:
         assert c is not None
         want = [(round(t * US), n) for t, n in sim.notifications]
         got = [(round(t * US), n) for t, n in self.recorder.calls]
-        if not _same_notes(got, want):
+        # ~57 retries of a flapping server over 600 s (vectors D14-6, D14-7) drift 3 us apart.
+        draws = sum(1 for _, e in sim.effects_log if isinstance(e, StartTimer) and e.timer is Timer.RETRY)
+        slack = SLACK_US + draws // 2
+        if not _same_notes(got, want, slack):
             pairs = enumerate(zip(got, want, strict=False))
-            i = next((i for i, (a, b) in pairs if not _same_notes([a], [b])), min(len(got), len(want)))
+            i = next((i for i, (a, b) in pairs if not _same_notes([a], [b], slack)), min(len(got), len(want)))
             self.fail(f"notifications differ from #{i}: Simulation {_fmt(want[i:i + 3])}, "
                       f"live {_fmt(got[i:i + 3])}")
         if self.recorder.untyped_errors:
@@ -438,11 +445,12 @@ class Pair:
                           f"(status {status.value})")
 
 
-def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]]) -> bool:
-    """Same names in the same order at the same instants, up to SLACK_US: the Simulation rounds
-    each random backoff delay to a whole microsecond, the live client sleeps the exact float."""
+def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]], slack: int = SLACK_US) -> bool:
+    """Same names in the same order at the same instants, up to `slack` microseconds: the
+    Simulation rounds each random backoff delay to a whole microsecond, the live client sleeps
+    the exact float, so the two drift apart by up to half a microsecond per delay drawn."""
     return len(got) == len(want) and all(
-        a[1] == b[1] and abs(a[0] - b[0]) <= SLACK_US for a, b in zip(got, want, strict=True))
+        a[1] == b[1] and abs(a[0] - b[0]) <= slack for a, b in zip(got, want, strict=True))
 
 
 def _fmt(notes: list[tuple[int, str]]) -> str:

@@ -62,6 +62,10 @@ HINT_EXAMPLE = example(app=AUTO, seed=0, steps=parse("overload 5; login alice"))
 #: tries it first: its 300 drawn examples, spread over every fault since flap, refuse, busy and
 #: latency are drawn too, no longer reach that outcome by themselves.
 REFUSED_ATTEMPT_EXAMPLE = example(app=MANUAL, seed=0, steps=parse("login alice; overload 0.5; connect"))
+#: A refused login (D16), then one accepted: its 300 drawn examples seldom log in while the server
+#: refuses logins (the trio run's 1,000 do: `refuse on; login alice` is how a broken refusal shows).
+REFUSED_LOGIN_EXAMPLE = example(app=AUTO, seed=0,
+                                steps=parse("refuse on; login alice; refuse off; login alice"))
 
 
 
@@ -128,6 +132,7 @@ def test_asyncio_client_matches_the_simulation_in_virtual_time(capsys: pytest.Ca
     @settings(BASE, max_examples=ASYNCIO_MEMORY_EXAMPLES)
     @HINT_EXAMPLE
     @REFUSED_ATTEMPT_EXAMPLE
+    @REFUSED_LOGIN_EXAMPLE
     @given(app=app_settings(), seed=st.integers(0, 2**16), steps=scripts(max_inputs=24))
     def run(app: AppSettings, seed: int, steps: list[Step]) -> None:
         run_example(app, seed, steps, stats=stats, front="asyncio")
