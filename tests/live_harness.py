@@ -91,6 +91,13 @@ WORDS = ("login", "logout", "connect", "connect", "disconnect", "ping", "restart
          "overload", "overload", "flap", "refuse", "busy", "latency")
 
 
+#: The stateful check's latencies below connect_timeout: the live login gives up after it
+#: (ERR_LOGIN_FAILED), the specs and the Simulation have no login timeout, a known divergence
+#: (test_live_conformance.test_a_login_answered_after_connect_timeout). A socket unanswered for
+#: connect_timeout (P2) is replayed live by the P2 vectors (tests/test_vectors_live.py).
+LIVE_LATENCIES = LATENCIES.filter(lambda s: s < AppSettings(region="eu").connect_timeout)
+
+
 def inputs(*, waits: st.SearchStrategy[float] = WAITS) -> st.SearchStrategy[Step]:
     """One input, with its argument drawn like the stateful check's rules draw theirs."""
     arguments: dict[str, st.SearchStrategy[Step]] = {
@@ -101,7 +108,7 @@ def inputs(*, waits: st.SearchStrategy[float] = WAITS) -> st.SearchStrategy[Step
         "flap": FLAPS.map(lambda f: Step("flap", f)),
         "refuse": st.booleans().map(lambda f: Step("refuse", f)),
         "busy": BUSY.map(lambda b: Step("busy", b)),
-        "latency": LATENCIES.map(lambda s: Step("latency", s)),
+        "latency": LIVE_LATENCIES.map(lambda s: Step("latency", s)),
         "wait": waits.map(lambda s: Step("wait", float(s))),
     }
     return st.sampled_from(WORDS).flatmap(lambda w: arguments.get(w, st.just(Step(w))))
@@ -428,6 +435,8 @@ class Pair:
                      Step("flap", None), Step("refuse", False), Step("busy", None), Step("latency", 0.0),
                      Step("online"), Step("foreground")):
             await self.step(step)
+        if self.sim.phase is Phase.LOGGING_IN:  # a login asked before the latency was lifted
+            await self.step(Step("wait", self.settings.connect_timeout))  # is answered by then
         if self.sim.logged_in_user is None or self.sim.model.credentials_rejected():
             await self.step(Step("login", self.sim.logged_in_user or "alice"))  # D16: a fresh login
         for round_ in (1, 2):

@@ -58,10 +58,13 @@ BASE = settings(deadline=None, derandomize=True, database=None, print_blob=False
 #: The shortest example of a bug these runs found (a retry-after hint read before the auth
 #: frame was written got lost: D6); both property runs try it first.
 HINT_EXAMPLE = example(app=AUTO, seed=0, steps=parse("overload 5; login alice"))
-#: A connect() whose attempt the overloaded server refuses (D6): its own error. The asyncio run
-#: tries it first: its 300 drawn examples, spread over every fault since flap, refuse, busy and
-#: latency are drawn too, no longer reach that outcome by themselves.
+#: A connect() whose attempt the overloaded server refuses (D6), then one whose authentication
+#: it rejects (D5): each answers with its attempt's error. The asyncio run tries them first: its
+#: 300 drawn examples, spread over every fault since flap, refuse, busy and latency are drawn
+#: too, no longer reach both outcomes by themselves (the trio run tries them first too: the
+#: examples Hypothesis draws differ a little between a run of this file and of the whole suite).
 REFUSED_ATTEMPT_EXAMPLE = example(app=MANUAL, seed=0, steps=parse("login alice; overload 0.5; connect"))
+REJECTED_ATTEMPT_EXAMPLE = example(app=MANUAL, seed=0, steps=parse("login alice; reject on; connect"))
 #: A refused login (D16), then one accepted: its 300 drawn examples seldom log in while the server
 #: refuses logins (the trio run's 1,000 do: `refuse on; login alice` is how a broken refusal shows).
 REFUSED_LOGIN_EXAMPLE = example(app=AUTO, seed=0,
@@ -86,6 +89,8 @@ def test_live_client_matches_the_simulation_in_memory(capsys: pytest.CaptureFixt
 
     @settings(BASE, max_examples=MEMORY_EXAMPLES)
     @HINT_EXAMPLE
+    @REFUSED_ATTEMPT_EXAMPLE
+    @REJECTED_ATTEMPT_EXAMPLE
     @given(app=app_settings(), seed=st.integers(0, 2**16), steps=scripts(max_inputs=24))
     def run(app: AppSettings, seed: int, steps: list[Step]) -> None:
         run_example(app, seed, steps, stats=stats)
@@ -132,6 +137,7 @@ def test_asyncio_client_matches_the_simulation_in_virtual_time(capsys: pytest.Ca
     @settings(BASE, max_examples=ASYNCIO_MEMORY_EXAMPLES)
     @HINT_EXAMPLE
     @REFUSED_ATTEMPT_EXAMPLE
+    @REJECTED_ATTEMPT_EXAMPLE
     @REFUSED_LOGIN_EXAMPLE
     @given(app=app_settings(), seed=st.integers(0, 2**16), steps=scripts(max_inputs=24))
     def run(app: AppSettings, seed: int, steps: list[Step]) -> None:
