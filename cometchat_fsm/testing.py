@@ -4,20 +4,22 @@ With `memory_connector(server)` the live client talks to the server over in-memo
 no sockets, so `trio.testing.MockClock(autojump_threshold=0)` can run hours of keep-alives,
 windows and backoffs in milliseconds without racing real I/O. A `Link` shapes those streams
 (bandwidth, latency) and kills them silently (`sever`), so an app can be tested on a slow or
-dying network the same way.
+dying network the same way. A `ListenerRecorder` is a connection listener that notes every
+call with its virtual time, to compare with what a `Simulation` notified.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 import trio_websocket
 
 from cometchat_fsm.core import errors
+from cometchat_fsm.core.errors import CometChatException
 from cometchat_fsm.server.reference import ReferenceServer, connect_in_memory
 from cometchat_fsm.trio.client import Connector
 from cometchat_fsm.trio.groups import single_exception
@@ -228,3 +230,54 @@ def memory_connector(server: ReferenceServer, *, link: Link | None = None) -> Co
         return connect(resource)
 
     return connector
+
+
+class ListenerRecorder:
+    """A connection listener (D11) that notes every call: `calls` holds (seconds since the
+    recorder was made, listener method name), in order, as
+    `Simulation.notifications` does; `errors` holds what each `on_connection_error` got, and
+    `untyped_errors` what it got that was not a `CometChatException` (D11 says it never is).
+
+    `clock` gives the time in seconds (default `trio.current_time`: virtual under a MockClock;
+    an asyncio app may pass `loop.time`). Pass it to `open_client(listeners={"rec": recorder})`
+    of either front end.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock = clock if clock is not None else trio.current_time
+        self.t0 = self.clock()
+        self.calls: list[tuple[float, str]] = []
+        self.errors: list[object] = []
+        self.untyped_errors: list[object] = []
+
+    @property
+    def names(self) -> list[str]:
+        """The listener methods called, in order."""
+        return [name for _, name in self.calls]
+
+    def _note(self, name: str) -> None:
+        self.calls.append((self.clock() - self.t0, name))
+
+    def on_connecting(self) -> None:
+        """Noted as "on_connecting"."""
+        self._note("on_connecting")
+
+    def on_connected(self, info: object = None) -> None:
+        """Noted as "on_connected" (the resume `info` is not kept)."""
+        self._note("on_connected")
+
+    def on_disconnected(self) -> None:
+        """Noted as "on_disconnected"."""
+        self._note("on_disconnected")
+
+    def on_feature_throttled(self) -> None:
+        """Noted as "on_feature_throttled" (D12)."""
+        self._note("on_feature_throttled")
+
+    def on_connection_error(self, exc: object) -> None:
+        """Noted as "on_connection_error"; `exc` kept in `errors` (and in `untyped_errors` if it
+        is not a CometChatException)."""
+        self.errors.append(exc)
+        if not isinstance(exc, CometChatException):
+            self.untyped_errors.append(exc)
+        self._note("on_connection_error")

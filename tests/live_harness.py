@@ -8,14 +8,16 @@ counts must equal the Simulation's; a watcher task also notes any instant the se
 two sockets (D4). A difference raises `LiveDivergence`, carrying a replayable command.
 
 Pairing: the same settings and seed, one `random.Random(seed)` stream for the live client's
-backoff draws across restarts (the Simulation keeps one stream too), server latency 0.
+backoff draws across restarts (the Simulation keeps one stream too), server latency 0 until a
+`latency` step sets one.
 
 Time is driven explicitly rather than with `trio.sleep`: a wait jumps the clock from one trio
 deadline to the next and lets every task settle in between, until the target instant. Timers
 due at the target itself fire before the next input, as in `Simulation.advance`; a tolerance
 of half a microsecond absorbs the float rounding of deadlines the Simulation keeps exactly
 (with `trio.sleep`, a timer due "at" 30 s but 1e-15 s late would fire after the next input).
-Notification times may differ by 2 µs: the Simulation rounds each random backoff delay.
+Notification times may differ by 2 µs, plus half a µs per random backoff delay drawn so far:
+the Simulation rounds each one to a whole microsecond.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ import trio.testing
 from transitions import Machine
 
 from cometchat_fsm import AppSettings, CometChatException, Simulation
-from cometchat_fsm.conformance.stateful_server import HINTS, PAUSES, WAITS
+from cometchat_fsm.conformance.stateful_server import BUSY, FLAPS, HINTS, LATENCIES, PAUSES, WAITS
 from cometchat_fsm.core import errors as catalogue
+from cometchat_fsm.core.effects import StartTimer
+from cometchat_fsm.core.events import Timer
 from cometchat_fsm.core.states import LIVE, ConnectionStatus, Network, Phase
 from cometchat_fsm.server.reference import ReferenceServer, serve_reference
 from cometchat_fsm.session.store import SessionStore
+from cometchat_fsm.sim.ideal_server import LOGIN_REFUSED
 from cometchat_fsm.sim.script import Step, apply
-from cometchat_fsm.testing import memory_connector
+from cometchat_fsm.testing import ListenerRecorder, memory_connector
 from cometchat_fsm.trio.client import Client, Connector, open_client
 from cometchat_fsm.trio.groups import single_exception
 
@@ -50,7 +55,8 @@ USERS = ("alice", "bob")
 APP_ID = "app"
 #: How far past a target instant a deadline may fall and still count as due at it (float rounding).
 TOLERANCE = 0.5 / US
-#: How far apart (microseconds) a live notification and the Simulation's may be: see `_same_notes`.
+#: How far apart (microseconds) a live notification and the Simulation's may be, plus half a
+#: microsecond per backoff delay drawn so far: see `_same_notes`.
 SLACK_US = 2
 #: After the run, with every fault lifted: keep-alive + pong timeout + backoff cap + attempt timeout.
 RECOVERY = 15.0 + 3.0 + 30.0 + 10.0
@@ -77,12 +83,19 @@ class LiveDivergence(AssertionError):
 
 # --- Strategies -------------------------------------------------------------------------------------
 
-#: Every word of the `simulate` language but `latency` (the live server answers in zero virtual
-#: time), those of the interleavings the issue names twice, to weigh them.
+#: Every word of the `simulate` language but `late` (a driver mode of the Simulation, not a server
+#: fault), those of the interleavings the issue names twice, to weigh them.
 WORDS = ("login", "logout", "connect", "connect", "disconnect", "ping", "restart", "wait", "wait",
          "background", "background", "foreground", "foreground", "offline", "offline", "online", "online",
          "drop", "drop", "silent", "silent", "reject", "reject", "throttle", "throttle",
-         "overload", "overload")
+         "overload", "overload", "flap", "refuse", "busy", "latency")
+
+
+#: The stateful check's latencies below connect_timeout: the live login gives up after it
+#: (ERR_LOGIN_FAILED), the specs and the Simulation have no login timeout, a known divergence
+#: (test_live_conformance.test_a_login_answered_after_connect_timeout). A socket unanswered for
+#: connect_timeout (P2) is replayed live by the P2 vectors (tests/test_vectors_live.py).
+LIVE_LATENCIES = LATENCIES.filter(lambda s: s < AppSettings(region="eu").connect_timeout)
 
 
 def inputs(*, waits: st.SearchStrategy[float] = WAITS) -> st.SearchStrategy[Step]:
@@ -92,6 +105,10 @@ def inputs(*, waits: st.SearchStrategy[float] = WAITS) -> st.SearchStrategy[Step
         "reject": st.booleans().map(lambda f: Step("reject", f)),
         "throttle": st.booleans().map(lambda f: Step("throttle", f)),
         "overload": HINTS.map(lambda h: Step("overload", h)),
+        "flap": FLAPS.map(lambda f: Step("flap", f)),
+        "refuse": st.booleans().map(lambda f: Step("refuse", f)),
+        "busy": BUSY.map(lambda b: Step("busy", b)),
+        "latency": LIVE_LATENCIES.map(lambda s: Step("latency", s)),
         "wait": waits.map(lambda s: Step("wait", float(s))),
     }
     return st.sampled_from(WORDS).flatmap(lambda w: arguments.get(w, st.just(Step(w))))
@@ -125,35 +142,6 @@ def app_settings() -> st.SearchStrategy[AppSettings]:
 
 
 # --- Live side ----------------------------------------------------------------------------------------
-
-class Recorder:
-    """A connection listener noting (virtual time in whole microseconds, name)."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0
-        self.calls: list[tuple[int, str]] = []
-        self.untyped_errors: list[object] = []  # D11: on_connection_error must carry the typed error
-
-    def _note(self, name: str) -> None:
-        self.calls.append((round((trio.current_time() - self.t0) * US), name))
-
-    def on_connecting(self) -> None:
-        self._note("on_connecting")
-
-    def on_connected(self, info: object = None) -> None:
-        self._note("on_connected")
-
-    def on_disconnected(self) -> None:
-        self._note("on_disconnected")
-
-    def on_feature_throttled(self) -> None:
-        self._note("on_feature_throttled")
-
-    def on_connection_error(self, exc: object) -> None:
-        if not isinstance(exc, CometChatException):  # noted, not raised: the client logs listener errors
-            self.untyped_errors.append(exc)
-        self._note("on_connection_error")
-
 
 @dataclass
 class Outcome:
@@ -197,7 +185,7 @@ class Pair:
         #: One stream of backoff draws for every process, as the Simulation keeps one across restarts.
         self.random = random.Random(seed)
         self.t0 = trio.current_time()
-        self.recorder = Recorder(self.t0)
+        self.recorder = ListenerRecorder()
         self.steps: list[Step] = []
         self.client: Client | Any | None = None
         self._process: AsyncExitStack | None = None
@@ -352,6 +340,14 @@ class Pair:
                     server.throttle(uid, bool(step.arg))
             case "overload":
                 server.overload(None if step.arg is None else float(step.arg))
+            case "flap":
+                server.flap(None if step.arg is None else float(step.arg))
+            case "refuse":
+                server.refuse_login(bool(step.arg))
+            case "busy":
+                server.busy(None if step.arg is None else float(step.arg))
+            case "latency":
+                server.latency(float(step.arg or 0.0))
             case word:
                 raise ValueError(f"no live mapping for {word!r}")
         await self.settle()
@@ -374,10 +370,15 @@ class Pair:
                 want = Outcome(True, None, catalogue.CONNECT_OFFLINE.exception())
             else:
                 want = Outcome()  # the attempt is still in flight in the Simulation too
-        elif step.word == "login":
-            want = Outcome(True, None)  # the live login returns a User: only its success counts
-            if live.done and live.error is None:
-                return
+        elif step.word == "login":  # the Simulation's answer comes after its latency (D16: refused)
+            if self.sim.server.latency_us:
+                want = Outcome()
+            elif self.sim.server.refuse_login:
+                want = Outcome(True, None, LOGIN_REFUSED.exception())
+            else:
+                want = Outcome(True, None)  # the live login returns a User: only its success counts
+                if live.done and live.error is None:
+                    return
         else:
             want = Outcome(True, sim_result)
         same = live.done == want.done and (not live.done or (
@@ -390,10 +391,13 @@ class Pair:
         sim, c = self.sim, self.client
         assert c is not None
         want = [(round(t * US), n) for t, n in sim.notifications]
-        got = self.recorder.calls
-        if not _same_notes(got, want):
+        got = [(round(t * US), n) for t, n in self.recorder.calls]
+        # ~57 retries of a flapping server over 600 s (vectors D14-6, D14-7) drift 3 us apart.
+        draws = sum(1 for _, e in sim.effects_log if isinstance(e, StartTimer) and e.timer is Timer.RETRY)
+        slack = SLACK_US + draws // 2
+        if not _same_notes(got, want, slack):
             pairs = enumerate(zip(got, want, strict=False))
-            i = next((i for i, (a, b) in pairs if not _same_notes([a], [b])), min(len(got), len(want)))
+            i = next((i for i, (a, b) in pairs if not _same_notes([a], [b], slack)), min(len(got), len(want)))
             self.fail(f"notifications differ from #{i}: Simulation {_fmt(want[i:i + 3])}, "
                       f"live {_fmt(got[i:i + 3])}")
         if self.recorder.untyped_errors:
@@ -428,8 +432,11 @@ class Pair:
         loss); then one `connect()` must get it connected within RECOVERY seconds."""
         self.recovering = True
         for step in (Step("reject", False), Step("throttle", False), Step("overload", None),
+                     Step("flap", None), Step("refuse", False), Step("busy", None), Step("latency", 0.0),
                      Step("online"), Step("foreground")):
             await self.step(step)
+        if self.sim.phase is Phase.LOGGING_IN:  # a login asked before the latency was lifted
+            await self.step(Step("wait", self.settings.connect_timeout))  # is answered by then
         if self.sim.logged_in_user is None or self.sim.model.credentials_rejected():
             await self.step(Step("login", self.sim.logged_in_user or "alice"))  # D16: a fresh login
         for round_ in (1, 2):
@@ -447,11 +454,12 @@ class Pair:
                           f"(status {status.value})")
 
 
-def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]]) -> bool:
-    """Same names in the same order at the same instants, up to SLACK_US: the Simulation rounds
-    each random backoff delay to a whole microsecond, the live client sleeps the exact float."""
+def _same_notes(got: list[tuple[int, str]], want: list[tuple[int, str]], slack: int = SLACK_US) -> bool:
+    """Same names in the same order at the same instants, up to `slack` microseconds: the
+    Simulation rounds each random backoff delay to a whole microsecond, the live client sleeps
+    the exact float, so the two drift apart by up to half a microsecond per delay drawn."""
     return len(got) == len(want) and all(
-        a[1] == b[1] and abs(a[0] - b[0]) <= SLACK_US for a, b in zip(got, want, strict=True))
+        a[1] == b[1] and abs(a[0] - b[0]) <= slack for a, b in zip(got, want, strict=True))
 
 
 def _fmt(notes: list[tuple[int, str]]) -> str:

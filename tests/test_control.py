@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from cometchat_fsm import AppSettings
+from cometchat_fsm import AppSettings, CometChatException, ConnectionStatus
 from cometchat_fsm.cli import commands_live
 from cometchat_fsm.cli import main as cli
 from cometchat_fsm.server.control import CONTROL_VERSION, open_control
@@ -76,7 +76,7 @@ async def test_faults_sent_over_the_control_channel_reach_a_live_client(tmp_path
                 open_client("app", settings, url=server.url, store=tmp_path, listeners={"t": heard}) as chat:
             control = Controller(await trio.open_tcp_stream("127.0.0.1", port))
             hello = await control.send("hello")
-            assert hello["ok"] and hello["result"]["version"] == CONTROL_VERSION == 1
+            assert hello["ok"] and hello["result"]["version"] == CONTROL_VERSION == 2
             assert hello["result"]["users"] == ["alice", "bob"]
             assert "server_drop" in hello["result"]["commands"]
             await chat.login("alice", auth_key=server.auth_key)
@@ -109,6 +109,53 @@ async def test_a_flapping_server_over_the_control_channel_drops_sockets_after_au
             assert server.stats.dropped >= 1
 
 
+async def test_version_2_refuses_logins_and_delays_answers_over_the_control_channel(tmp_path: Path) -> None:
+    """server_refuse_login (D16): a login is refused as for a wrong key, the client stays
+    logged out; off, the next login is verified. server_latency (D5, P2): the login and the
+    socket are answered that late (the real time they took is at least the latency)."""
+    settings = AppSettings(region="eu", auto_establish_socket_connection=False)
+    with trio.fail_after(20):
+        async with serve_reference(users=("alice",)) as server, open_control(server) as port, \
+                open_client("app", settings, url=server.url, store=tmp_path) as chat:
+            control = Controller(await trio.open_tcp_stream("127.0.0.1", port))
+            hello = (await control.send("hello"))["result"]
+            assert {"server_latency", "server_refuse_login", "server_busy"} <= set(hello["commands"])
+            assert hello["unsupported"] == {}
+            assert await control.send("server_refuse_login") == {"id": 2, "ok": True, "result": None}
+            with pytest.raises(CometChatException) as refused:
+                await chat.login("alice", auth_key=server.auth_key)
+            assert refused.value.code == "ERR_AUTH_KEY_INVALID" and chat.get_logged_in_user() is None
+            assert (await control.send("server_refuse_login", flag=False))["ok"]
+            assert (await control.send("server_latency", seconds=0.3))["ok"]
+            started = trio.current_time()
+            await chat.login("alice", auth_key=server.auth_key)
+            logged_in = trio.current_time()
+            await chat.connect()
+            assert logged_in - started >= 0.3 and trio.current_time() - logged_in >= 0.3
+            assert chat.get_connection_status() is ConnectionStatus.CONNECTED
+            assert (await control.send("server_latency", seconds=0))["ok"]
+
+
+async def test_a_busy_link_over_the_control_channel_keeps_the_client_connected(tmp_path: Path) -> None:
+    """server_busy (D17): each keep-alive's pong comes 2 s late, past the 1 s pong timeout, but a
+    frame of data arrives at once: the client stays connected through eight keep-alives (1.6 s,
+    more than the pong timeout after the first)."""
+    heard = Heard()
+    settings = AppSettings(region="eu", auto_establish_socket_connection=False, keepalive_interval=0.2,
+                           pong_timeout=1.0)
+    with trio.fail_after(20):
+        async with serve_reference(users=("alice",)) as server, open_control(server) as port, \
+                open_client("app", settings, url=server.url, store=tmp_path, listeners={"t": heard}) as chat:
+            control = Controller(await trio.open_tcp_stream("127.0.0.1", port))
+            assert (await control.send("server_busy", seconds=2))["ok"]
+            await chat.login("alice", auth_key=server.auth_key)
+            await chat.connect()
+            while server.stats.keepalives_answered < 8 and "on_disconnected" not in heard.names:
+                await trio.sleep(0.05)
+            assert heard.names == ["on_connected"] and server.open_sockets("alice") == 1
+            assert (await control.send("server_busy", seconds=None))["ok"]
+
+
 async def test_bad_commands_are_answered_and_the_connection_stays() -> None:
     with trio.fail_after(20):
         async with serve_reference(users=("alice",)) as server, open_control(server) as port:
@@ -116,8 +163,10 @@ async def test_bad_commands_are_answered_and_the_connection_stays() -> None:
             assert (await control.line(b"not json"))["error"] == "ERR_BAD_COMMAND"
             assert (await control.line(b"[1, 2]"))["error"] == "ERR_BAD_COMMAND"
             assert (await control.send("fly"))["error"] == "ERR_UNKNOWN_COMMAND"
-            latency = await control.send("server_latency", seconds=1)
-            assert latency["error"] == "ERR_UNSUPPORTED" and "faultproxy" in latency["message"]
+            for bad in ({"seconds": None}, {"seconds": -1}, {"seconds": "1"}, {}):
+                assert (await control.send("server_latency", **bad))["error"] == "ERR_BAD_COMMAND", bad
+            assert (await control.send("server_busy", seconds=float("inf")))["error"] == "ERR_BAD_COMMAND"
+            assert (await control.send("server_refuse_login", flag=1))["error"] == "ERR_BAD_COMMAND"
             assert (await control.send("server_drop", uid="mallory"))["error"] == "ERR_UNKNOWN_USER"
             assert (await control.send("server_reject_auth", flag="yes"))["error"] == "ERR_BAD_COMMAND"
             assert (await control.send("server_overloaded", retry_after=-1))["error"] == "ERR_BAD_COMMAND"

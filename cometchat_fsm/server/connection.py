@@ -85,6 +85,7 @@ class _Conn:
     end: tuple[int, str] | None = None  # close code and reason, sent after the queued frames
     replay_after: int | None = None  # replaying history after this id (D13); None: live traffic
     paused: bool = False  # the client's inbox is full: no message frames until it resumes (D21)
+    latency: float = 0.0  # seconds its login or authentication is answered late (`latency`, D5, P2)
     outbox: deque[wire.ServerFrame] = field(default_factory=deque)
     wake: trio.Event = field(default_factory=trio.Event)
     io: trio.CancelScope = field(default_factory=trio.CancelScope)  # reader + writer

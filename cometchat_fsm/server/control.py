@@ -1,4 +1,4 @@
-"""The reference server's control channel (docs/control-channel.md, version 1): its scripted
+"""The reference server's control channel (docs/control-channel.md, version 2): its scripted
 faults over JSON Lines on a loopback TCP port, so that a client in any language can replay the
 conformance vectors that need server faults against the real server.
 
@@ -29,19 +29,17 @@ from cometchat_fsm.core.errors import (
 )
 from cometchat_fsm.server.reference import ReferenceServer
 
-CONTROL_VERSION = 1
+#: 2 added server_latency, server_refuse_login and server_busy (answered ERR_UNSUPPORTED in 1);
+#: every command of 1 is unchanged.
+CONTROL_VERSION = 2
 #: The longest command line, in bytes: a longer one is answered with ERR_BAD_COMMAND and the
 #: connection closed (its end cannot be found without reading on unboundedly).
 MAX_LINE = 64 * 1024
 #: Control connections served at once; more wait for the listener's backlog.
 MAX_CONNECTIONS = 8
-#: Trace inputs the reference server cannot play, and why (the trace format's names).
-UNSUPPORTED = {
-    "server_latency": "the reference server answers at once; put a delaying proxy in front "
-                      "(cometchat_fsm/server/faultproxy.py)",
-    "server_refuse_login": "the reference server refuses logins only for unknown users or "
-                           "revoked tokens: use revoke",
-}
+#: Trace inputs the reference server cannot play, and why (the trace format's names): none since
+#: version 2; `hello` still lists them, for version 1 clients.
+UNSUPPORTED: dict[str, str] = {}
 
 
 class _Refused(Exception):
@@ -67,12 +65,13 @@ def _uids(server: ReferenceServer, command: dict[str, Any]) -> list[str]:
     return [uid]
 
 
-def _seconds(value: object, name: str) -> float | None:
-    if value is None:
+def _seconds(value: object, name: str, *, required: bool = False) -> float | None:
+    if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0:
-        raise _Refused(ERR_BAD_COMMAND, f'"{name}" must be a number of seconds >= 0 or null')
+        raise _Refused(ERR_BAD_COMMAND, f'"{name}" must be a number of seconds >= 0'
+                                        + ("" if required else " or null"))
     return float(value)
 
 
@@ -98,6 +97,12 @@ async def _run(server: ReferenceServer, command: dict[str, Any]) -> object:
             await server.restart()
         case "server_flap":  # each socket closed this long after its auth was accepted (D14)
             server.flap(_seconds(command.get("seconds"), "seconds"))
+        case "server_latency":  # logins, sockets and keep-alives answered this late (D5, P2)
+            server.latency(_seconds(command.get("seconds"), "seconds", required=True) or 0.0)
+        case "server_refuse_login":  # every login answered with an error (D16)
+            server.refuse_login(_flag(command))
+        case "server_busy":  # keep-alives' pongs this late, behind a data frame (D17)
+            server.busy(_seconds(command.get("seconds"), "seconds"))
         case "refuse_handshakes":
             server.refuse(_flag(command))
         case "add_user":
@@ -116,8 +121,9 @@ async def _run(server: ReferenceServer, command: dict[str, Any]) -> object:
 
 
 COMMANDS = frozenset(("hello", "server_drop", "server_silent", "server_reject_auth", "server_throttle",
-                      "server_overloaded", "server_restart", "server_flap", "refuse_handshakes", "add_user",
-                      "revoke", "open_sockets"))
+                      "server_overloaded", "server_restart", "server_flap", "server_latency",
+                      "server_refuse_login", "server_busy", "refuse_handshakes", "add_user", "revoke",
+                      "open_sockets"))
 
 
 async def answer(server: ReferenceServer, line: bytes) -> dict[str, Any]:

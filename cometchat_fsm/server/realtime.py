@@ -61,13 +61,28 @@ class RealtimePart(FaultsPart):
             return None
         return frame
 
+    async def _wait_latency(self, conn: _Conn) -> list[wire.Frame] | None:
+        """Wait the latency set at `conn`'s handshake (D5, P2; 0: not at all) before answering,
+        still reading, so that a peer who closes meanwhile is gone at once. Returns the frames
+        that arrived meanwhile (to be handled after the answer), or None once the connection
+        is over."""
+        early: list[wire.Frame] = []
+        if conn.latency:
+            with trio.move_on_after(conn.latency):
+                while True:
+                    frame = await self._receive(conn)
+                    if frame is None:
+                        return None
+                    early.append(frame)
+        return early
+
     # --- /v1/login ----------------------------------------------------------------------------
 
     async def _read_login(self, conn: _Conn) -> None:
         frame = await self._first_frame(conn, "login")
-        if not isinstance(frame, (wire.Login, wire.TokenLogin)):
+        if not isinstance(frame, (wire.Login, wire.TokenLogin)) or await self._wait_latency(conn) is None:
             return
-        answer = self._login(frame)
+        answer = self._refused(frame) if self._refuse_login else self._login(frame)
         if isinstance(answer, wire.LoginOk):
             self.stats.logins_ok += 1
         else:
@@ -84,24 +99,46 @@ class RealtimePart(FaultsPart):
         uid = conn.uid = first.uid
         self._by_uid.setdefault(uid, set()).add(conn)  # a relay finds the receiver's sockets at once
         self._notify()
-        if not self._authenticate(conn, uid, first.auth_token, first.last_id):
+        early = await self._wait_latency(conn)
+        if early is None or self._overloaded(conn) \
+                or not self._authenticate(conn, uid, first.auth_token, first.last_id):
             return
+        held = iter(early)  # read while the answer was late: handled first, in order
         while True:
-            frame = None
-            with trio.move_on_after(self.idle_timeout) as idle:
-                frame = await self._receive(conn)
-            if idle.cancelled_caught:  # D21: presumed gone (no close can reach it): cut at once
-                self.stats.idle_closed += 1
-                logger.info("cut a socket of %s: nothing received for %g s", uid, self.idle_timeout)
-                conn.life.cancel()
-                return
+            frame = next(held, None)
             if frame is None:
-                return
+                with trio.move_on_after(self.idle_timeout) as idle:
+                    frame = await self._receive(conn)
+                if idle.cancelled_caught:  # D21: presumed gone (no close can reach it): cut at once
+                    self.stats.idle_closed += 1
+                    logger.info("cut a socket of %s: nothing received for %g s", uid, self.idle_timeout)
+                    conn.life.cancel()
+                    return
+                if frame is None:
+                    return
             try:
                 self._dispatch(conn, frame)
             except ProtocolError as bad:
                 self._reject_frame(conn, bad.code, str(bad))
                 return
+
+    def _overloaded(self, conn: _Conn) -> bool:
+        """With a latency, overload is decided when the answer is due (serving.py decides it at
+        the handshake otherwise): close `conn` with 1013 'retry-after=<s>' if overloaded now."""
+        if not conn.latency or self._retry_after is None:
+            return False
+        self.stats.overloaded += 1
+        conn.close(1013, f"retry-after={self._retry_after}")
+        return True
+
+    @staticmethod
+    def _refused(frame: wire.Login | wire.TokenLogin) -> wire.ErrorAnswer:
+        """The answer to every login while `refuse_login` is on (D16): as to a wrong key or token."""
+        logger.info("login refused: the server refuses every login")
+        if isinstance(frame, wire.TokenLogin):
+            return wire.ErrorAnswer("ERR_AUTH_TOKEN_INVALID",
+                                    "The auth token is not valid; log in with the auth key again.")
+        return wire.ErrorAnswer("ERR_AUTH_KEY_INVALID", "The auth key is not valid.")
 
     def _authenticate(self, conn: _Conn, uid: str, token: str, last_id: int | None) -> bool:
         owner = self._tokens.get(token)
@@ -133,8 +170,7 @@ class RealtimePart(FaultsPart):
     def _dispatch(self, conn: _Conn, frame: wire.Frame) -> None:
         match frame:
             case wire.KeepAlive():
-                self.stats.keepalives_answered += 1
-                conn.send_first(wire.Pong())  # D17: ahead of everything queued for this socket
+                self._answer_keepalive(conn)  # D17: ahead of everything queued for this socket
             case wire.Ping():
                 self.stats.pings_received += 1
             case wire.SendMessage():

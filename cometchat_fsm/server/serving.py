@@ -84,8 +84,9 @@ class ServingPart(RealtimePart):
             return
         ws = await request.accept()
         self.stats.connections_accepted += 1
+        latency = self._latency  # answers are late from the handshake, as from the socket's opening
         if kind == "socket":
-            retry_after = self._retry_after
+            retry_after = None if latency else self._retry_after  # else decided when answering
             if retry_after is None and self.max_connections is not None \
                     and self.open_sockets() >= self.max_connections:
                 retry_after = 1.0
@@ -94,7 +95,7 @@ class ServingPart(RealtimePart):
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     await ws.aclose(1013, f"retry-after={retry_after}")
                 return
-        conn = _Conn(kind, ws, ws_reader)
+        conn = _Conn(kind, ws, ws_reader, latency=latency)
         self._conns.add(conn)
         self._notify()
         try:

@@ -43,6 +43,9 @@ class ServerState:
         self._refusing = False
         self._retry_after: float | None = None
         self._flap: float | None = None  # seconds after acceptance that each socket is dropped (D14)
+        self._latency = 0.0  # seconds before each login, socket and keep-alive is answered (D5, P2)
+        self._refuse_login = False  # refuse every login (D16)
+        self._busy: float | None = None  # seconds a keep-alive's answer comes behind other data (D17)
         self._closing = False
         self._last_sent_at = 0.0
 

@@ -24,7 +24,7 @@ class LoginPart(CallsPart):
     __slots__ = ("_logins", "_verifying")
 
     _logins: int  # counts logins and logouts: an answer for an older one is void
-    _verifying: bool
+    _verifying: bool  # a token login waits for its answer (its user is not known before)
 
     def _init_login(self) -> None:
         self._logins = 0
@@ -105,6 +105,8 @@ class LoginPart(CallsPart):
         try:
             answer = await self._verify(request)
         except CometChatException as exc:
+            if self._closed:  # ERR_CLIENT_CLOSED: the closed client's model is left as it was
+                raise
             if self._logins != mine or self._model.phase is not Phase.LOGGING_IN:
                 raise errors.LOGIN_CANCELLED.exception(f"the server then answered {exc.code}") from None
             self._apply(LoginFailed(exc))
@@ -117,14 +119,13 @@ class LoginPart(CallsPart):
 
     async def _renew(self, uid: str, request: wire.Login) -> User:
         """D16: a login as the user already logged in still goes to the server; its fresh token
-        replaces the old one (the next socket presents it) and is stored with the current place."""
-        self._verifying = True
+        replaces the old one (the next socket presents it) and is stored with the current place.
+        Unlike a first login it holds no other login back (D10): a later one, of this user or
+        another, goes ahead, and makes this one's answer void (ERR_LOGIN_CANCELLED), as in
+        the Simulation and the oracle."""
         self._logins += 1
         mine = self._logins
-        try:
-            answer = await self._verify(request)
-        finally:
-            self._verifying = False
+        answer = await self._verify(request)
         if self._logins != mine or self._model.user != uid:
             raise errors.LOGIN_CANCELLED.exception()
         self._keep_token(answer.auth_token)
@@ -161,13 +162,19 @@ class LoginPart(CallsPart):
 
     async def _verify(self, request: wire.Login | wire.TokenLogin) -> wire.LoginOk:
         """Ask the server's login endpoint; return its `login_ok` (uid, token, newest message id:
-        messages after it are this login's, D13) or raise its typed error."""
+        messages after it are this login's, D13) or raise its typed error; ERR_CLIENT_CLOSED if
+        the client was closed while the request was under way."""
         try:
             answer = decode(await self._exchange_login(encode(request)), wire.Origin.SERVER)
         except CometChatException:
+            self._check_open()
             raise
         except Exception as exc:
+            self._check_open()
             raise self._login_failure(exc) from None
+        # The app's client ended while the answer was on its way (a restart): it speaks for no
+        # one now, and nothing may act on the closed client (ERR_CLIENT_CLOSED).
+        self._check_open()
         match answer:
             case wire.LoginOk():
                 return answer
