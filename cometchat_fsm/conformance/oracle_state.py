@@ -29,6 +29,10 @@ class Note:
     #: How much later an implementation may show it: set where the time depends on random
     #: retry delays after silent failed attempts (D6b), which no observation reveals.
     slack_us: int = 0
+    #: The rule whose timer decides its instant, where that is not `rule` (D7 for a loss the
+    #: keep-alive detects: D6b says what is shown after it, D7 when): the same notification shown
+    #: at another instant, or not yet, breaks this one; another notification breaks `rule`.
+    timed_by: str | None = None
 
 
 @dataclass
