@@ -29,9 +29,11 @@ from cometchat_fsm.cli.main import main
 from cometchat_fsm.conformance.conform import ConformReport, render_markdown, run_conform
 from cometchat_fsm.conformance.driver import INPUTS
 from cometchat_fsm.conformance.drivers import js_sdk
+from cometchat_fsm.conformance.mutants import by_id
 from cometchat_fsm.conformance.oracle import Oracle
 from cometchat_fsm.conformance.specs import load_specs
 from cometchat_fsm.conformance.stateful import Divergence, RunContext, make_machine
+from cometchat_fsm.core.lifecycle import build_machine
 from cometchat_fsm.core.settings import AppSettings
 from cometchat_fsm.sim.script import parse
 from cometchat_fsm.sim.simulation import Simulation
@@ -130,16 +132,18 @@ def test_what_follows_a_known_wrong_answer_is_that_rules() -> None:
     assert report.exit_status == 0 and report.row("E1").result == "known"
 
 
-def _verdict(script: str, settings: AppSettings) -> Divergence | None:
-    """Replay `script` (manual mode, seed 0) on a Simulation made with `settings` against the rules,
-    comparing after every step as `conform` does: the divergence, or None."""
+def _verdict(script: str, settings: AppSettings, mutant: str | None = None) -> Divergence | None:
+    """Replay `script` (manual mode, seed 0) on a Simulation made with `settings` (over a mutant's
+    table, if named) against the rules, comparing after every step as `conform` does: the
+    divergence, or None."""
     context = RunContext(specs=load_specs(),
                          subject=lambda app, seed, machine: Simulation(
                              dataclasses.replace(settings, auto_establish_socket_connection=False,
-                                                 max_reconnect_attempts=None), seed=seed))
+                                                 max_reconnect_attempts=None), seed=seed, machine=machine))
     machine = make_machine(context)()
     machine.mode = "manual"
-    machine.sim = context.subject(settings, 0, None)
+    table = None if mutant is None else build_machine(by_id()[mutant].table)
+    machine.sim = context.subject(settings, 0, table)
     machine.oracle = Oracle(context.specs, auto=False, seed=0, max_reconnect_attempts=None)
     try:
         for step in parse(script):
@@ -150,16 +154,32 @@ def _verdict(script: str, settings: AppSettings) -> Divergence | None:
     return None
 
 
-@pytest.mark.parametrize("script", ["login alice; connect; silent; wait 18.2",  # shown later
-                                    "login alice; connect; silent; wait 19",  # shown at another instant
-                                    "login alice; connect; latency 3.2; wait 19"])
-def test_a_dead_link_found_at_another_instant_breaks_d7_not_d6b(script: str) -> None:
-    # A keep-alive answer awaited 3.5 s instead of 3 s (as the JS SDK's fixed 15 s interval finds a
-    # loss at another instant): the on_disconnected is right in kind (D6b), wrong in time (D7).
+@pytest.mark.parametrize(("pong_timeout", "script", "shown"), [
+    (3.5, "login alice; connect; silent; wait 18.2", "got nothing"),  # shown later
+    (3.5, "login alice; connect; silent; wait 19", "got on_disconnected@18.5"),  # at another instant
+    (3.5, "login alice; connect; latency 3.2; wait 19", "got nothing"),
+    (2.5, "login alice; connect; silent; wait 17.8", "got on_disconnected@17.5"),  # one not expected yet
+    (2.5, "login alice; connect; latency 2.7; wait 18", "got on_disconnected@17.5"),
+])
+def test_a_dead_link_found_at_another_instant_breaks_d7(pong_timeout: float, script: str, shown: str) -> None:
+    # A keep-alive answer awaited longer or shorter than 3 s (as the JS SDK's fixed 15 s interval finds
+    # a loss at another instant): the on_disconnected is right in kind (D6b) but not in time, or the
+    # connection the rules keep is lost: D7, not D6b or the rule that connected it (D5).
     assert _verdict(script, AppSettings(region="eu")) is None
-    found = _verdict(script, AppSettings(region="eu", pong_timeout=3.5))
+    found = _verdict(script, AppSettings(region="eu", pong_timeout=pong_timeout))
     assert found is not None and found.rule == "D7", found and (found.rule, found.what)
-    assert "on_disconnected@18" in found.what
+    assert shown in found.what
+
+
+def test_a_retry_after_disconnect_breaks_d1_not_d6b() -> None:
+    # disconnect() while waiting to retry after a loss ends the retries (D1); a client that retries
+    # anyway (here its row deleted; the JS SDK: its disconnect() leaves the reconnection timer running)
+    # breaks D1, not the "disconnected until the first attempt" of D6b, which set the status before.
+    script = "login alice; connect; drop; disconnect; wait 2"
+    assert _verdict(script, AppSettings(region="eu")) is None
+    found = _verdict(script, AppSettings(region="eu"), "disconnect_called.1-delete")
+    assert found is not None and found.rule == "D1", found and (found.rule, found.what)
+    assert "got on_connecting@0.844422" in found.what
 
 
 @pytest.mark.parametrize(("how", "kind", "shown"), [

@@ -309,7 +309,8 @@ class LifecycleConformance(ServerFaultRules, RuleBasedStateMachine):
             note = oracle.notes[i] if i < len(oracle.notes) else None
             if note is None:  # one the rules do not expect: the rule behind the status now breaks
                 early_retry = got[i][1] == "on_connecting" and oracle.retry_window() is not None
-                rule_id = "D6a" if early_retry else status_rule(oracle)
+                shown = "disconnected" if got[i][1] == "on_disconnected" else None
+                rule_id = "D6a" if early_retry else status_rule(oracle, shown)
             elif note.slack_us:
                 rule_id = "D6a"
             elif note.timed_by is not None and (i >= len(got) or got[i][1] == note.name):
