@@ -26,6 +26,7 @@ from cometchat_fsm.conformance.steering import (
     Scenario,
     crash_rule,
     fmt,
+    notification_rule,
     outcome,
     same_notes,
     status_rule,
@@ -302,21 +303,7 @@ class LifecycleConformance(ServerFaultRules, RuleBasedStateMachine):
             pairs = enumerate(zip(got, want, strict=False))
             i = next((i for i, (a, b) in pairs if not same_notes([a], [b], tol)),
                      min(len(got), len(want)))
-            # A missing or different notification: the rule that expected it (D6a when its time is
-            # that of a retry after failed attempts; the rule of its instant, D7's keep-alive, when
-            # the same one is shown at another instant or not yet); an extra one: D6a for a retry
-            # before its time, else the last rule the oracle applied.
-            note = oracle.notes[i] if i < len(oracle.notes) else None
-            if note is None:  # one the rules do not expect: the rule behind the status now breaks
-                early_retry = got[i][1] == "on_connecting" and oracle.retry_window() is not None
-                shown = "disconnected" if got[i][1] == "on_disconnected" else None
-                rule_id = "D6a" if early_retry else status_rule(oracle, shown)
-            elif note.slack_us:
-                rule_id = "D6a"
-            elif note.timed_by is not None and (i >= len(got) or got[i][1] == note.name):
-                rule_id = note.timed_by
-            else:
-                rule_id = note.rule
+            rule_id = notification_rule(oracle, got, i)
             self._fail(rule_id, f"notifications differ from #{i}: expected {fmt(want[i:i + 3])}, "
                                 f"got {fmt(got[i:i + 3])}")
         if sim.status.value != oracle.status:
