@@ -132,6 +132,25 @@ def test_check_trace_plot_of_a_passing_trace(tmp_path: Path) -> None:
     assert out.is_file()
 
 
+def test_check_trace_plot_draws_the_end_line(tmp_path: Path) -> None:
+    # Trace format 2: watched up to the end line, not after. The picture draws a line "end of
+    # observation" there and shades the time after it; a trace without one has neither.
+    ok = TRACES / "manual-M2.ok.jsonl"
+    ended = tmp_path / "ended.jsonl"
+    ended.write_text(ok.read_text(encoding="utf-8") + '{"t": 40.0, "end": true}\n', encoding="utf-8")
+    trace = read(ended)
+    t = plot.from_trace(trace, None, title="M2")
+    assert trace.end == 40.0 and t.watched_until == 40.0 - trace.items[0].t and t.end > t.watched_until
+    assert plot.from_trace(read(ok), None, title="M2").watched_until is None
+    pictures = {}
+    for name, path in (("ended", ended), ("open", ok)):
+        out = tmp_path / f"{name}.svg"
+        assert main(["check-trace", str(path), "--plot", str(out)]) == 0
+        pictures[name] = out.read_text(encoding="utf-8")
+    for gid in ('id="end-of-observation"', 'id="end-of-observation-label"', 'id="unwatched"'):
+        assert gid in pictures["ended"] and gid not in pictures["open"]
+
+
 DOCS = Path(__file__).parent.parent / "docs"
 DOCS_PICTURES = sorted(DOCS.glob("timeline-*.png"))
 

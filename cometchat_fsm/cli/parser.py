@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"how far an observation's time may be off, 0 to {MAX_TOLERANCE:g} "
                             f"(default: 0.5)")
     trace.add_argument("--plot", type=Path, default=None, metavar="FILE",
-                       help="also draw the trace's timeline, divergence marked, to FILE (.svg or .png; "
-                            "one trace only)")
+                       help="also draw the trace's timeline, divergence and end line marked, to FILE "
+                            "(.svg or .png; one trace only)")
     trace.add_argument("--report", type=Path, default=None, metavar="FILE",
                        help="also write a self-contained HTML page: verdict, timeline, rule, replay")
 

@@ -182,6 +182,6 @@ class Oracle(OracleBackground, OracleServerRules):
             self._arm("pong", self.pong_us)
             self.hit("D7")
         elif timer == "pong":
-            self._lost("D7")
+            self._lost("D7", timed=True)
         elif timer == "attempt":
             self._attempt_failed("P2")

@@ -31,9 +31,12 @@ class OracleAttempts(OracleState):
         self._arm("retry", round(delay * US))
         self.hit("D6a")
 
-    def _lost(self, rule: str, hint: float | None = None) -> None:
+    def _lost(self, rule: str, hint: float | None = None, *, timed: bool = False) -> None:
         """An established connection ended without the app asking (A3, M4, M5, D6b); one that
-        had not held for stable_after leaves the retry count as it was (D14)."""
+        had not held for stable_after leaves the retry count as it was (D14). `timed`: the client's
+        own timer under `rule` found the loss (D7's keep-alive), so `rule` decides when the
+        notifications it makes are due (Note.timed_by)."""
+        first = len(self.notes)
         held = "stable" not in self.deadlines
         if not held:
             self.hit("D14")
@@ -45,6 +48,9 @@ class OracleAttempts(OracleState):
             self.hit("A3" if self.auto else "M4")
         else:
             self._give_up_or_settle()
+        if timed:
+            for note in self.notes[first:]:
+                note.timed_by = rule
         self.hit(rule)
 
     def _attempt_failed(self, rule: str, hint: float | None = None) -> None:

@@ -29,6 +29,10 @@ class Note:
     #: How much later an implementation may show it: set where the time depends on random
     #: retry delays after silent failed attempts (D6b), which no observation reveals.
     slack_us: int = 0
+    #: The rule whose timer decides its instant, where that is not `rule` (D7 for a loss the
+    #: keep-alive detects: D6b says what is shown after it, D7 when): the same notification shown
+    #: at another instant, or not yet, breaks this one; another notification breaks `rule`.
+    timed_by: str | None = None
 
 
 @dataclass
@@ -135,7 +139,8 @@ class OracleState:
     def status_blame(self, t_us: int | None = None, observed: str | None = None) -> str:
         """The rule whose expectation an observation contradicting the status at `t_us` (default:
         now) breaks: the rule that set that status, D12 where throttling is involved either way,
-        and M2 for a connection a manual background window still holds."""
+        and M2 for a connection a manual background window still holds; D7 for a live connection
+        shown lost now (only the keep-alive finds a link dead: its answer missing 3 s after it)."""
         t = self.now if t_us is None else t_us
         held = [(status, rule) for at, status, rule in self.status_history if at <= t]
         status, rule = held[-1] if held else ("disconnected", "D11")
@@ -143,6 +148,9 @@ class OracleState:
             return "D12"
         if status == "connected" and any(start <= t < until for start, until in self.windows):
             return "M2"
+        if status == "connected" and observed == "disconnected" and t_us is None and \
+                ("keepalive" in self.deadlines or "pong" in self.deadlines):
+            return "D7"
         return rule
 
     def error_note(self, rule: str) -> None:
@@ -197,6 +205,11 @@ class OracleState:
         self.wants = False
         self.retries = 0
         self._disarm("window", "retry")
+        if self.status == "disconnected" and self.status_rule != rule:
+            # No change to tell, but the status is now this rule's (D1: disconnect() while waiting
+            # to retry ends the retries; a reconnection after it breaks D1, not D6b's wait).
+            self.status_history.append((self.now, "disconnected", rule))
+            self.status_rule = rule
         self.set_status("disconnected", rule)
 
     def _start_attempt(self, rule: str) -> None:

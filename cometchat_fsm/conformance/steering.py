@@ -52,6 +52,24 @@ def status_rule(oracle: Oracle, observed: str | None = None) -> str:
     return oracle.status_blame(observed=observed)
 
 
+def notification_rule(oracle: Oracle, got: list[tuple[int, str]], i: int) -> str:
+    """The rule broken where the notifications shown (`got`: (us, name)) first differ from the
+    oracle's, at index `i`. A missing or different one: the rule that expected it (D6a when its
+    time is that of a retry after failed attempts; the rule of its instant, D7's keep-alive, when
+    the same one is shown at another instant or not yet). An extra one: D6a for a retry before its
+    time, else the rule behind the status now (D7 for a live connection shown lost)."""
+    note = oracle.notes[i] if i < len(oracle.notes) else None
+    if note is None:
+        early_retry = got[i][1] == "on_connecting" and oracle.retry_window() is not None
+        shown = "disconnected" if got[i][1] == "on_disconnected" else None
+        return "D6a" if early_retry else status_rule(oracle, shown)
+    if note.slack_us:
+        return "D6a"
+    if note.timed_by is not None and (i >= len(got) or got[i][1] == note.name):
+        return note.timed_by
+    return note.rule
+
+
 def crash_rule(exc: Exception, rules: list[str]) -> str:
     """The rule a crash of the core breaks: the one its assert names, else the last one applied."""
     named = re.findall(r"\b[A-Z][0-9]+[a-z]?\b", str(exc))

@@ -78,6 +78,9 @@ class Timeline:
     bands: tuple[Band, ...]
     bars: tuple[Bar, ...]
     markers: tuple[Marker, ...]
+    #: A trace's end line (s): the implementation was watched up to it, not after; None: no end
+    #: line, or a simulated run (watched to its end).
+    watched_until: float | None = None
 
     def digest(self) -> str:
         """A short hash of what the picture shows (times to the microsecond): a committed picture
@@ -91,6 +94,8 @@ class Timeline:
         parts += [f"{b.lane} {r(b.start)} {r(b.end)} {b.value}" for b in self.bands]
         parts += [f"{b.lane} {r(b.start)} {r(b.end)} {r(b.deadline)} {b.outcome} {b.text}" for b in self.bars]
         parts += [f"{m.lane} {r(m.t)} {m.text}" for m in self.markers]
+        if self.watched_until is not None:
+            parts.append(f"watched until {r(self.watched_until)}")
         return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
     def on(self, lane: str) -> list[Band | Bar | Marker]:
@@ -174,8 +179,9 @@ def from_trace(trace: Trace, divergence: TraceDivergence | None, *, title: str) 
                 statuses.append((t, STATUS_OF_NOTIFICATION[item.name]))
         elif isinstance(item, Input):
             _trace_input(item, t, app, network, inputs, faults)
+    watched = None if trace.end is None else trace.end - origin  # the end line
     end = max(trace.items[-1].t - origin if trace.items else 0.0,
-              divergence.time if divergence is not None else 0.0, 1e-6)
+              divergence.time if divergence is not None else 0.0, watched or 0.0, 1e-6)
     end += max(0.05 * end, 0.5)
     bands = [*_bands("status", _changes(statuses), end), *_bands("app", _changes(app), end),
              *_bands("network", _changes(network), end)]
@@ -184,7 +190,7 @@ def from_trace(trace: Trace, divergence: TraceDivergence | None, *, title: str) 
         markers.append(Marker("divergence", divergence.time,
                               f"rule {divergence.rule}: expected {divergence.expected}, "
                               f"the trace shows {divergence.observed}"))
-    return Timeline(title, end, tuple(bands), (), tuple(markers))
+    return Timeline(title, end, tuple(bands), (), tuple(markers), watched)
 
 
 def _trace_input(item: Input, t: float, app: list[tuple[float, str]], network: list[tuple[float, str]],
@@ -306,6 +312,7 @@ def _draw_lanes(ax: object, timeline: Timeline, lanes: list[str]) -> None:
             ax.text((band.start + band.end) / 2, y[band.lane], band.value, ha="center", va="center",
                     fontsize=7.5, color="white" if dark else "#202020")
     _draw_bars(ax, timeline, y)
+    _draw_end_of_observation(ax, timeline)
     for lane in MARK_LANES:
         rows = _Rows(span, MARK_ROWS)
         colour = _MARK_COLOURS[lane]
@@ -328,6 +335,25 @@ def _draw_lanes(ax: object, timeline: Timeline, lanes: list[str]) -> None:
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+def _draw_end_of_observation(ax: object, timeline: Timeline) -> None:
+    """A trace's end line: a vertical line "end of observation" and, after it, the time nobody
+    watched, shaded (what the rules expect there is not checked). SVG ids: end-of-observation,
+    unwatched."""
+    from matplotlib.axes import Axes
+
+    assert isinstance(ax, Axes)
+    t = timeline.watched_until
+    if t is None:
+        return
+    ax.axvspan(t, timeline.end * 1.02, facecolor="#9e9e9e", alpha=0.22, hatch="//", edgecolor="#bdbdbd",
+               linewidth=0, zorder=4, gid="unwatched")
+    ax.axvline(t, color="#424242", linewidth=1.2, linestyle="-.", zorder=5, gid="end-of-observation")
+    right = t > timeline.end * 0.5
+    ax.text(t + (-1 if right else 1) * timeline.end * 0.003, 1.0, "end of observation", fontsize=7,
+            color="#424242", ha="right" if right else "left", va="bottom",
+            transform=ax.get_xaxis_transform(), gid="end-of-observation-label")
 
 
 def _draw_bars(ax: object, timeline: Timeline, y: dict[str, int]) -> None:

@@ -27,6 +27,7 @@ const require = createRequire(path.join(MODULES, 'package.json'));
 const FakeTimers = require('@sinonjs/fake-timers');
 const SDK = '@cometchat/chat-sdk-javascript';
 const SDK_VERSION = require(`${SDK}/package.json`).version;
+const FAKE_TIMERS_VERSION = require('@sinonjs/fake-timers/package.json').version;
 // The SDK is one bundled file whose state lives in its module scope: compiled once, it is run again
 // for every fresh client (about 2 ms, against 30 ms for a new `require`, which also leaks the copy).
 const SDK_MODULE = new Function('module', 'exports', 'require',
@@ -252,7 +253,8 @@ async function handle(command) {
     const reply = { id, ok: true, events: take(), state: await state() };
     if (name === 'init') {
       Object.assign(reply, {
-        protocol: 1, driver: 'cometchat-js-sdk', implementation: `${SDK}@${SDK_VERSION} on Node ${process.version}`,
+        protocol: 1, driver: 'cometchat-js-sdk', implementation: `${SDK}@${SDK_VERSION} on Node ${process.version}, `
+          + `@sinonjs/fake-timers@${FAKE_TIMERS_VERSION}`,
         supports: Object.keys(COMMANDS), observes: ['errors', 'user', 'stored', 'sockets'],
         notes: 'connect() and disconnect() return nothing (no results); no ping(), no app-state or network ' +
                'signals (the SDK ignores both), no throttle message (featureThrottled is never set), no ' +
