@@ -62,6 +62,7 @@ GUARD_HEADROOM = 6_000  # a guard collection starts this far below the limit (se
 SOCKET_PATH = "/v1/socket"
 SERVER_READY_LIMIT = 120.0  # server start + one login per user
 CHILD_LIMIT = 270.0  # one side, everything included
+CONTROL_LIMIT = 30.0  # one command to the server's control socket
 SERVER_MAX_LIFETIME = 900.0  # the server stops by itself even if this process died
 
 
@@ -219,8 +220,16 @@ class Control:
         self.ws = ws
 
     async def call(self, **command: Any) -> dict[str, Any]:
-        await self.ws.send_message(json.dumps(command))
-        answer: dict[str, Any] = json.loads(await self.ws.get_message())
+        """Bounded (CONTROL_LIMIT s): a server too busy to answer stops the side with its name."""
+        import trio
+
+        try:
+            with trio.fail_after(CONTROL_LIMIT):
+                await self.ws.send_message(json.dumps(command))
+                answer: dict[str, Any] = json.loads(await self.ws.get_message())
+        except trio.TooSlowError:
+            raise RuntimeError(f"the server did not answer {command.get('cmd')!r} within "
+                               f"{CONTROL_LIMIT:.0f} s") from None
         return answer
 
 
@@ -535,7 +544,10 @@ async def child_main(cfg: dict[str, Any]) -> dict[str, Any]:
             # the storm's leftover handshakes (not timed).
             gc.collect()
             if role == "managed":
+                progress(role, "storm counted; waiting for the server to settle (at most 30 s)")
                 out["server_settle_s"] = await wait_server_settled(control, 30.0)
+                progress(role, f"server settled in {out['server_settle_s']:.1f} s; "
+                               "measuring network_restored()")
             if role == "managed":
                 picked = [k for k in range(n) if side.back[k]][:cfg["restore_clients"]]
                 samples: list[float] = []
@@ -559,6 +571,7 @@ async def child_main(cfg: dict[str, Any]) -> dict[str, Any]:
                     w.connected_event = None
                 out["restore_ms"] = sorted(s * 1000 for s in samples)
                 out["restore_clients"] = len(picked)
+                progress(role, f"{len(samples)} network_restored() samples; closing the clients")
             nursery.cancel_scope.cancel()
         del side
         clients.clear()
@@ -651,6 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help=f"{QUICK_N} clients, fewer samples; figures only, never fails on a target")
     ap.add_argument("--n", type=int, default=None,
                     help=f"clients per side (default {FULL_N}; quick {QUICK_N})")
+    ap.add_argument("--side", choices=("bare", "managed"), default=None,
+                    help="run one side only: its figures, for a diagnosis (the verdicts need both: exit 2)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -686,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "connect_limit": 60.0, "storm_limit": 90.0, "baseline_limit": 60.0,
                "restore_clients": 5, "restore_samples": 50 if quick else 200,
                "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
-        for role in ("bare", "managed"):
+        for role in (args.side,) if args.side else ("bare", "managed"):
             t0 = time.perf_counter()
             results[role] = run_side(role, cfg, CHILD_LIMIT)
             print(f"  {role} side done ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -714,6 +729,8 @@ def _pct(x: float) -> str:
 
 def report(results: dict[str, dict[str, Any]], n: int, quick: bool, cfg: dict[str, Any],
            started: float) -> int:
+    for role in ("bare", "managed"):  # --side ran one: the other's figures are blank
+        results.setdefault(role, {"role": role, "error": "not run (--side)"})
     bare, man = results["bare"], results["managed"]
     broken = [f"{r['role']}: {r['error']}" for r in results.values() if "error" in r]
 
