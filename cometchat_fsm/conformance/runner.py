@@ -79,11 +79,12 @@ class CheckReport:
 
 
 def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Machine | None = None,
-               out: TextIO | None = None, first_failure: bool = False) -> CheckReport:
+               out: TextIO | None = None, first_failure: bool = False, shrink: bool = True) -> CheckReport:
     """Run the three checks against `machine` (default: the real table) and collect the report.
 
     With `first_failure` the later checks are skipped once one has failed, and a divergence is not
-    shrunk (the mutation run only needs to know that check fails, and which rules it names)."""
+    shrunk (the mutation run only needs to know that check fails, and which rules it names);
+    with `shrink=False` every check runs, and a divergence is reported as first found."""
     started = time.perf_counter()
 
     def say(text: str) -> None:
@@ -145,7 +146,7 @@ def run_checks(specs: Specs, *, profile: str = "ci", seed: int = 0, machine: Mac
             say(f"      {n} examples")
 
     context = RunContext(specs=specs, machine=machine, progress=progress, scenarios=scenarios_of(specs))
-    given = hypothesis_settings(profile, shrink=not first_failure)
+    given = hypothesis_settings(profile, shrink=shrink and not first_failure)
     divergence = run_machine(make_machine(context), given, seed)
     for rid, n in context.hits.items():
         if rid in rows:
