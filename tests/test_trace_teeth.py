@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cometchat_fsm.conformance.specs import Example, load_specs
+from cometchat_fsm.conformance.specs import load_specs
 from cometchat_fsm.conformance.tracecheck import TraceVerdict, check_trace
-from cometchat_fsm.conformance.vectors import record
-from cometchat_fsm.sim.script import parse as parse_script
+from cometchat_fsm.conformance.vectors import example_parts
 from cometchat_fsm.trace import Input, Item, Notify, Status, Trace, parse
 
 VECTORS = Path(__file__).resolve().parent.parent / "specs" / "vectors"
 STATUSES = ("disconnected", "connected", "connecting", "featureThrottled")
 SPECS = load_specs()
-EXAMPLES: dict[str, Example] = {f"{r.id}-{e.index}": e for r in SPECS.rules for e in r.examples}
 
 #: Vectors whose broken observation's expectation comes from another rule's mechanism, and that
 #: rule (158 of the 238 example vectors): the retry after a loss is D6a's (A3, M4, D6, D14
@@ -47,24 +45,8 @@ P2-1:M1 P2-2:M1 P2-3:D15 P2-6:M1 P2-7:M5
 
 def _when_start(trace: Trace) -> int:
     """The index of the first item the example's `when` produced (0 for walks and init vectors)."""
-    example = EXAMPLES.get(trace.name)
-    if example is None or example.init is not None:
-        return 0
-    limit = example.settings.get("max_reconnect_attempts")
-    timing = {k: float(v) for k, v in example.settings.items() if k != "max_reconnect_attempts"}
-    given = record(parse_script(example.given), mode=example.mode, seed=example.seed,
-                   max_reconnect_attempts=None if limit is None else int(limit), timing=timing).trace
-    assert given.end is not None
-    inputs = sum(isinstance(i, Input) for i in given.items)
-    seen = 0
-    for k, item in enumerate(trace.items):
-        if isinstance(item, Input):
-            if seen == inputs:
-                return k
-            seen += 1
-        elif item.t > given.end:
-            return k
-    return len(trace.items)
+    parts = example_parts(SPECS, trace)
+    return 0 if parts is None else parts.when_starts(trace)
 
 
 def _check(trace: Trace, items: list[Item], tolerance: float = 0.5) -> TraceVerdict:

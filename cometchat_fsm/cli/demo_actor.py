@@ -157,22 +157,24 @@ class Actor:
     async def call(self, label: str, action: Callable[[], Awaitable[T]], *, rule: str = "") -> T:
         """Run an app call; its row shows the status after it, what it notified, what it returned.
         An unexpected error is a failure of the demo."""
-        start = self.timeline.now()
-        captured: list[str] = []
-        self._capture = captured
-        try:
-            result = await action()
-        except CometChatException as exc:
-            self._row(start, label, rule, captured, f"raised {exc.code}")
-            raise DemoFailure(f"{self.name}: {label} raised {exc}") from None
-        finally:
-            self._capture = None
-        self._row(start, label, rule, captured, _result_text(result))
-        return result
+        result, exc = await self._run_row(label, action, rule)
+        if exc is not None:
+            raise DemoFailure(f"{self.name}: {label} raised {exc}")
+        return result  # type: ignore[return-value]  # no error: the action returned it
 
     async def call_fails(self, label: str, action: Callable[[], Awaitable[object]], *, code: str,
                          rule: str = "") -> CometChatException:
         """Run an app call that must raise the error `code`."""
+        result, exc = await self._run_row(label, action, rule)
+        if exc is None:
+            raise DemoFailure(f"{self.name}: {label} returned {result!r}, expected the error {code}")
+        if exc.code != code:
+            raise DemoFailure(f"{self.name}: {label} raised {exc.code}, expected {code}")
+        return exc
+
+    async def _run_row(self, label: str, action: Callable[[], Awaitable[T]],
+                       rule: str) -> tuple[T | None, CometChatException | None]:
+        """Run an app call and write its row (status after it, notifications, result or error)."""
         start = self.timeline.now()
         captured: list[str] = []
         self._capture = captured
@@ -180,13 +182,11 @@ class Actor:
             result = await action()
         except CometChatException as exc:
             self._row(start, label, rule, captured, f"raised {exc.code}")
-            if exc.code != code:
-                raise DemoFailure(f"{self.name}: {label} raised {exc.code}, expected {code}") from None
-            return exc
+            return None, exc
         finally:
             self._capture = None
         self._row(start, label, rule, captured, _result_text(result))
-        raise DemoFailure(f"{self.name}: {label} returned {result!r}, expected the error {code}")
+        return result, None
 
     def signal(self, label: str, action: Callable[[], None], *, rule: str = "") -> None:
         """Deliver a platform signal (app state, network) the way `call` runs an app call."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cometchat_fsm.conformance.specs import Specs
+from cometchat_fsm.conformance.specs import Example, Specs
 from cometchat_fsm.core.errors import ERR_CHAT_API_FAILURE
 from cometchat_fsm.core.lifecycle import TABLE
 from cometchat_fsm.core.settings import AppSettings
@@ -103,12 +103,17 @@ def _from_examples(specs: Specs) -> list[Recorded]:
                 continue
             if set(example.settings) - set(SETTINGS):
                 continue  # the trace header carries only these settings; the example checks the rest
-            limit = example.settings.get("max_reconnect_attempts")
-            timing = {k: float(v) for k, v in example.settings.items() if k != "max_reconnect_attempts"}
-            steps = [*parse(example.given), *parse(example.when)]
-            out.append(record(steps, mode=example.mode, seed=example.seed, name=f"{rule.id}-{example.index}",
-                              max_reconnect_attempts=None if limit is None else int(limit), timing=timing))
+            out.append(_record_example(example, [*parse(example.given), *parse(example.when)],
+                                       name=f"{rule.id}-{example.index}"))
     return out
+
+
+def _record_example(example: Example, steps: list[Step], name: str = "") -> Recorded:
+    """`steps` recorded with the example's mode, seed and settings."""
+    limit = example.settings.get("max_reconnect_attempts")
+    timing = {k: float(v) for k, v in example.settings.items() if k != "max_reconnect_attempts"}
+    return record(steps, mode=example.mode, seed=example.seed, name=name,
+                  max_reconnect_attempts=None if limit is None else int(limit), timing=timing)
 
 
 @dataclass(frozen=True)
@@ -149,12 +154,9 @@ def example_parts(specs: Specs, trace: Trace) -> ExampleParts | None:
         return ExampleParts(rule_id, 0, -1)
     if set(example.settings) - set(SETTINGS):
         return None
-    limit = example.settings.get("max_reconnect_attempts")
-    timing = {k: float(v) for k, v in example.settings.items() if k != "max_reconnect_attempts"}
 
     def inputs(steps: list[Step]) -> tuple[Trace, list[tuple[str, object]]]:
-        recorded = record(steps, mode=example.mode, seed=example.seed,
-                          max_reconnect_attempts=None if limit is None else int(limit), timing=timing).trace
+        recorded = _record_example(example, steps).trace
         return recorded, [(i.name, i.args) for i in recorded.items if isinstance(i, Input)]
 
     _, whole = inputs([*parse(example.given), *parse(example.when)])
